@@ -1,0 +1,120 @@
+"""The contract between an exported step graph and everything that runs it.
+
+The exporter writes it (into the ONNX ``metadata_props`` under ``lram.manifest`` and beside the graph as
+``NAME.manifest.json``); the runtime, the calibrator and the TensorRT compiler read it. It lives in the
+runtime because the runtime ships alone to a robot and must be able to read it without torch.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+FORMAT = "lram-step-onnx"
+FORMAT_VERSION = 1
+METADATA_KEY = "lram.manifest"
+BATCH = "batch"  # the symbolic name of the dynamic batch dimension
+
+
+class ManifestError(ValueError):
+    """The manifest is missing, of another format or version, or disagrees with its graph."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: list  # ints, or "batch" for the dynamic batch dimension
+    dtype: str  # numpy dtype name: float32, float16, uint8, bool, int64
+
+
+@dataclass(frozen=True)
+class StateSpec:
+    """One recurrent state tensor; ``shape`` excludes the leading batch dimension (always axis 0)."""
+
+    name: str  # "<block>.<part>", e.g. "0.C" or "1.h"
+    shape: list
+    dtype: str = "float32"
+
+    @property
+    def input(self) -> str:
+        return f"state_in.{self.name}"
+
+    @property
+    def output(self) -> str:
+        return f"state_out.{self.name}"
+
+    @property
+    def bytes_per_robot(self) -> int:
+        import numpy as np
+
+        return int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
+
+
+@dataclass(frozen=True)
+class Manifest:
+    inputs: list  # TensorSpec
+    outputs: list  # TensorSpec
+    state: list  # StateSpec
+    observation: dict  # {"kind": "state", "shape": [D], "dtype": "float32", "pad_to": 204, "low": [..]|None, "high": [..]|None}
+    #                    or {"kind": "image", "shape": [64, 64, C], "dtype": "uint8", "scale": 1/255}
+    action: dict  # {"kind": "continuous", "shape": [d], "low": [..], "high": [..], "decode": "bin_center"|"left_edge", "bins": 256}
+    #               or {"kind": "discrete", "n": N}
+    reward_scale: float
+    opset: int
+    model: dict = field(default_factory=dict)  # config, config_hash, parameters
+    producer: dict = field(default_factory=dict)
+    flavour: str = "standard"  # "standard" (only the ONNX domain) or "plugin" (lram cell nodes)
+    precision: str = "fp32"
+    target_return: float | None = None  # default return-to-go target, raw reward units
+    format: str = FORMAT
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def state_bytes_per_robot(self) -> int:
+        return sum(s.bytes_per_robot for s in self.state)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["state_bytes_per_robot"] = self.state_bytes_per_robot
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Manifest":
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            raise ManifestError(f"not an lram step-graph manifest (format={d.get('format') if isinstance(d, dict) else None!r}, expected {FORMAT!r})")
+        version = d.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ManifestError(f"manifest format_version {version!r} is not supported (this runtime reads version {FORMAT_VERSION})")
+        try:
+            return cls(
+                inputs=[TensorSpec(**t) for t in d["inputs"]],
+                outputs=[TensorSpec(**t) for t in d["outputs"]],
+                state=[StateSpec(**s) for s in d["state"]],
+                observation=d["observation"],
+                action=d["action"],
+                reward_scale=float(d["reward_scale"]),
+                opset=int(d["opset"]),
+                model=d.get("model", {}),
+                producer=d.get("producer", {}),
+                flavour=d.get("flavour", "standard"),
+                precision=d.get("precision", "fp32"),
+                target_return=d.get("target_return"),
+            )
+        except (KeyError, TypeError) as e:
+            raise ManifestError(f"manifest is incomplete or malformed: {e}") from None
+
+    @classmethod
+    def from_json(cls, text: str) -> "Manifest":
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as e:
+            raise ManifestError(f"manifest is not valid JSON: {e}") from None
+
+
+def sidecar_path(onnx_path: str | Path) -> Path:
+    """``policy.onnx`` -> ``policy.manifest.json``."""
+    p = Path(onnx_path)
+    return p.with_name(p.stem + ".manifest.json")
