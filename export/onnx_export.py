@@ -1,0 +1,100 @@
+"""Export a trained LRAM to a single-step recurrent ONNX graph (+ its manifest), atomically."""
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+
+from lram.model.lram import LRAM
+from lram.runtime.manifest import METADATA_KEY, sidecar_path
+
+from .manifest_builder import build_manifest
+from .step_graph import StepGraph
+
+DEFAULT_OPSET = 17  # TensorRT 10.3 (JetPack 6) parses opsets 9-20
+
+
+class ExportError(RuntimeError):
+    """The model cannot be exported as asked, or the output cannot be written."""
+
+
+def _example_inputs(graph: StepGraph, batch: int):
+    task = graph.task
+    if task.obs_kind == "state":
+        obs = torch.zeros(batch, task.obs_shape[0])
+    else:
+        obs = torch.zeros(batch, *task.obs_shape, dtype=torch.uint8)
+    # A non-zero state so that no branch of the graph can be specialised on "the state is zero".
+    state = [torch.randn(batch, *p.shape).abs() + 0.1 for p in graph.parts]
+    first = torch.tensor([i % 2 == 0 for i in range(batch)])
+    return (obs, torch.ones(batch, 1), torch.ones(batch, 1), first, *state)
+
+
+def export_onnx(model: LRAM, out: str | Path, opset: int = DEFAULT_OPSET, batch: int | None = None,
+                with_logits: bool = True, mode: str = "chunk") -> Path:
+    """Write ``out`` (.onnx) and ``out``'s ``.manifest.json``. ``batch=None`` means a dynamic batch dimension."""
+    out = Path(out)
+    if out.suffix != ".onnx":
+        raise ExportError(f"output path must end in .onnx, got {out}")
+    if not 14 <= opset <= 21:
+        raise ExportError(f"opset {opset} is not supported (14..21; 17 is the default, TensorRT 10.3 parses 9..20)")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ExportError(f"cannot create the output folder {out.parent}: {e}") from None
+    if not os.access(out.parent, os.W_OK):
+        raise ExportError(f"output folder {out.parent} is not writable")
+    model = model.eval()
+    graph = StepGraph(model, mode=mode).eval()
+    manifest = build_manifest(model, opset, with_logits=with_logits)
+    if batch is not None:
+        for spec in (*manifest.inputs, *manifest.outputs):
+            spec.shape[0] = batch
+    input_names = [t.name for t in manifest.inputs]
+    output_names = [t.name for t in manifest.outputs]
+    dynamic = None if batch is not None else {n: {0: "batch"} for n in input_names + output_names}
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
+            wrapped = _DropLogits(graph) if not with_logits else graph
+            torch.onnx.export(
+                wrapped, _example_inputs(graph, batch or 2), tmp, input_names=input_names,
+                output_names=output_names, dynamic_axes=dynamic, opset_version=opset, dynamo=False,
+                do_constant_folding=True,
+            )
+        proto = onnx.load(tmp)
+        del proto.metadata_props[:]
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = METADATA_KEY, manifest.to_json()
+        proto.producer_name = "lram-deploy"
+        foreign = sorted({n.domain for n in proto.graph.node if n.domain not in ("", "ai.onnx")})
+        if foreign:
+            raise ExportError(f"the standard graph uses non-standard op domains {foreign}")
+        onnx.save(proto, tmp)
+        onnx.checker.check_model(tmp, full_check=True)
+        side_tmp = tmp + ".json"
+        Path(side_tmp).write_text(manifest.to_json())
+        os.replace(tmp, out)
+        os.replace(side_tmp, sidecar_path(out))
+    except BaseException:
+        for p in (tmp, tmp + ".json"):
+            if os.path.exists(p):
+                os.unlink(p)
+        raise
+    return out
+
+
+class _DropLogits(torch.nn.Module):
+    def __init__(self, graph: StepGraph):
+        super().__init__()
+        self.graph = graph
+
+    def forward(self, *args):
+        out = self.graph(*args)
+        return (out[0], *out[2:])

@@ -1,0 +1,119 @@
+"""The single-step recurrent policy as one torch module: the thing that is exported.
+
+One call = one environment step for B robots: zero the state of rows that start an episode, embed the
+three tokens (r_{t-1}, s_t, R_t), run them through every block as one chunk (weights read once per step),
+read the action at R_t and decode it to the task's action space inside the graph.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from lram.model.config import MAX_ACTION_DIMS, N_BINS, N_DISCRETE, VOCAB
+from lram.model.lram import LRAM
+
+from .cells import MLSTMBlockStep, SLSTMBlockStep, norm
+
+
+@dataclass(frozen=True)
+class StatePart:
+    name: str  # "<block>.<part>"
+    shape: tuple  # without the batch dimension
+
+
+def state_parts(model: LRAM) -> list[StatePart]:
+    cfg, H = model.config, model.config.embedding_dim
+    K, NH = cfg.conv1d_kernel_size, cfg.num_heads
+    parts = []
+    for i, (kind, block) in enumerate(zip(cfg.block_types, model.encoder.layers.blocks)):
+        if kind == "mlstm":
+            inner = block.xlstm.config._inner_embedding_dim
+            DH = inner // NH
+            parts += [StatePart(f"{i}.C", (NH, DH, DH)), StatePart(f"{i}.n", (NH, DH, 1)),
+                      StatePart(f"{i}.m", (NH, 1, 1)), StatePart(f"{i}.conv", (K, inner))]
+        else:
+            parts += [StatePart(f"{i}.{p}", (H,)) for p in ("h", "c", "n", "m")] + [StatePart(f"{i}.conv", (K, H))]
+    return parts
+
+
+class StepGraph(nn.Module):
+    """forward(obs, rtg, prev_reward, first, *state_in) -> (action, logits, *state_out).
+
+    ``mode="chunk"`` runs the three tokens through each block together; ``mode="sequential"`` runs the whole
+    stack once per token (the naive export, kept to measure against)."""
+
+    def __init__(self, model: LRAM, mode: str = "chunk"):
+        super().__init__()
+        if mode not in ("chunk", "sequential"):
+            raise ValueError(f"mode must be 'chunk' or 'sequential', got {mode!r}")
+        self.mode = mode
+        self.task = task = model.task
+        self.parts = state_parts(model)
+        self.block_types = model.config.block_types
+        p = lambda t: nn.Parameter(t.detach().clone(), requires_grad=False)  # noqa: E731
+        if task.obs_kind == "state":
+            # Zero-padding to 204 dims then Linear == using only the first D input columns.
+            self.w_state = p(model.embed_state.weight[:, : task.obs_shape[0]].t())
+            self.b_state = p(model.embed_state.bias)
+        else:
+            self.embed_image = model.embed_image
+        self.w_ret, self.b_ret = p(model.embed_return.weight.t()), p(model.embed_return.bias)
+        self.w_rew, self.b_rew = p(model.embed_rewards.weight.t()), p(model.embed_rewards.bias)
+        self.ln = model.embed_ln
+        self.blocks = nn.ModuleList(
+            MLSTMBlockStep(b) if kind == "mlstm" else SLSTMBlockStep(b)
+            for kind, b in zip(self.block_types, model.encoder.layers.blocks)
+        )
+        self.post_norm_w = p(model.encoder.layers.post_blocks_norm.weight)
+        self.w_head, self.b_head = p(model.action_net[0].weight.t()), p(model.action_net[0].bias)
+        self.scale = float(task.reward_scale)
+        if task.action_kind == "continuous":
+            low = torch.tensor(task.action_low, dtype=torch.float32)
+            high = torch.tensor(task.action_high, dtype=torch.float32)
+            offset = 0.5 if task.action_decode == "bin_center" else 0.0
+            self.register_buffer("act_low", low + offset / N_BINS * (high - low))
+            self.register_buffer("act_step", (high - low) / N_BINS)
+
+    @property
+    def state_names(self) -> list[str]:
+        return [part.name for part in self.parts]
+
+    def zero_state(self, batch: int) -> list[torch.Tensor]:
+        return [torch.zeros(batch, *part.shape) for part in self.parts]
+
+    def forward(self, obs, rtg, prev_reward, first, *state):
+        keep = (~first).to(torch.float32)
+        state = [s * keep.reshape([-1] + [1] * (s.dim() - 1)) for s in state]
+        if self.task.obs_kind == "state":
+            s_emb = torch.matmul(obs, self.w_state) + self.b_state
+        else:
+            s_emb = self.embed_image(obs)
+        r_emb = torch.matmul(prev_reward / self.scale, self.w_rew) + self.b_rew
+        R_emb = torch.matmul(rtg / self.scale, self.w_ret) + self.b_ret
+        tokens = self.ln(torch.stack([r_emb, s_emb, R_emb], dim=1))  # [B, 3, H]
+        if self.mode == "chunk":
+            h, state = self._run_blocks(tokens, keep, state)
+        else:
+            ones = keep * 0.0 + 1.0  # not ones_like: tracing would bake the batch size in
+            for t in range(3):
+                h, state = self._run_blocks(tokens[:, t : t + 1], keep if t == 0 else ones, state)
+        h = norm(h[:, -1], self.post_norm_w)
+        logits = (torch.matmul(h, self.w_head) + self.b_head).unflatten(-1, (MAX_ACTION_DIMS, VOCAB))
+        return (self._decode(logits), logits, *state)
+
+    def _run_blocks(self, x, valid0, state):
+        out, i = [], 0
+        for kind, block in zip(self.block_types, self.blocks):
+            width = 4 if kind == "mlstm" else 5
+            x, new = block(x, valid0, *state[i : i + width])
+            out += list(new)
+            i += width
+        return x, out
+
+    def _decode(self, logits):
+        if self.task.action_kind == "discrete":
+            return torch.argmax(logits[:, 0, : self.task.action_n], dim=-1)
+        bins = torch.argmax(logits[:, : self.task.action_dim, N_DISCRETE:VOCAB], dim=-1)
+        return self.act_low + bins.to(torch.float32) * self.act_step
