@@ -1,0 +1,91 @@
+"""``lram run``: run an exported policy at a fixed rate in a simulator and report success and latency.
+
+Imports only the runtime (numpy, onnxruntime) and, for the env, gymnasium; never torch.
+"""
+from __future__ import annotations
+
+import click
+
+from lram.runtime.backends import BACKENDS
+from lram.runtime.safe_action import MISS_POLICIES
+
+
+@click.command(name="run")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.option("--env", "env_id", required=True, help="metaworld:<task> (e.g. metaworld:pick-place-v3) or gym:<id> (e.g. gym:Pendulum-v1)")
+@click.option("--hz", type=float, default=50.0, show_default=True, help="control rate")
+@click.option("--episodes", type=int, default=20, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True)
+@click.option("--threads", type=int, default=1, show_default=True, help="ONNX Runtime intra-op threads")
+@click.option("--miss-policy", type=click.Choice(MISS_POLICIES), default="hold", show_default=True,
+              help="action when the model has none in time: hold the last, send zero, or send zero and stop")
+@click.option("--infer-timeout-ms", type=float, default=None, help="watchdog limit per inference (default: one period; 0 disables)")
+@click.option("--warmup", type=int, default=10, show_default=True, help="inference calls before the first tick")
+@click.option("--target-return", type=float, default=None, help="return-to-go target (default: the manifest's)")
+@click.option("--realtime/--no-realtime", default=True, show_default=True,
+              help="sleep to the real schedule, or run as fast as possible while still accounting deadlines")
+@click.option("--spin-ms", type=float, default=0.0, show_default=True,
+              help="busy-wait this long before each release for a punctual start (costs CPU)")
+@click.option("--max-steps", type=int, default=None, help="stop after this many ticks")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None, help="write the JSON report here")
+@click.option("--plots", "plots_dir", type=click.Path(file_okay=False), default=None, help="write latency PNGs here")
+def run(model, env_id, hz, episodes, seed, backend, threads, miss_policy, infer_timeout_ms, warmup, target_return,
+        realtime, spin_ms, max_steps, report_path, plots_dir):
+    """Run MODEL (an exported step graph, or a TensorRT engine with its manifest) in a simulator."""
+    from tqdm import tqdm
+
+    from lram.runtime.backends import BackendUnavailable
+    from lram.runtime.control_loop import ControlLoop
+    from lram.runtime.gym_adapter import GymAdapter
+    from lram.runtime.manifest import ManifestError
+    from lram.runtime.policy import Policy
+
+    try:
+        policy = Policy.load(model, n_robots=1, backend=backend, threads=threads, miss_policy=miss_policy,
+                             target_return=target_return)
+    except (BackendUnavailable, ManifestError) as e:
+        raise click.ClickException(str(e)) from None
+    if not policy.has_target:
+        raise click.ClickException("the manifest has no target_return: pass --target-return (the return to ask the model for)")
+    try:
+        adapter = GymAdapter(env_id, episodes, seed=seed)
+    except (RuntimeError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+
+    bar = tqdm(total=episodes, unit="ep", desc=env_id)
+
+    def on_episode(ep):
+        done = adapter.results
+        bar.update(1)
+        bar.set_postfix(success=f"{sum(e.success for e in done)}/{len(done)}", ret=f"{ep.ret:.1f}")
+        if not ep.index + 1 >= episodes:
+            policy.reset(0)  # the next reading has first=True anyway; this also clears the held action
+
+    adapter.on_episode = on_episode
+    timeout = "period" if infer_timeout_ms is None else (infer_timeout_ms / 1e3 if infer_timeout_ms > 0 else None)
+    loop = ControlLoop(policy, adapter.sense, adapter.act, hz, warmup=warmup, infer_timeout=timeout, realtime=realtime,
+                       spin_s=spin_ms / 1e3,
+                       config={"model": str(model), "env": env_id, "seed": seed, "threads": threads,
+                               "backend_requested": backend})
+    try:
+        report = loop.run(max_steps=max_steps)
+    finally:
+        bar.close()
+        adapter.close()
+    summary = adapter.summary()
+    report.extra.update(summary)
+    click.echo(f"{env_id}: {summary['episodes']} episodes, success rate "
+               + ("n/a" if summary["success_rate"] is None else f"{summary['success_rate']:.2f}")
+               + ("" if summary["mean_return"] is None else f", mean return {summary['mean_return']:.2f}"))
+    click.echo(report.format_text())
+    if report_path:
+        click.echo(f"report: {report.write_json(report_path)}")
+    if plots_dir:
+        from lram.runtime.plots import write_plots
+
+        for p in write_plots(loop.log, loop.period, plots_dir, title=f"{env_id} @ {hz:g} Hz"):
+            click.echo(f"plot: {p}")
+    policy.close()
+    if report.stop_reason == "interrupted":
+        raise SystemExit(130)
