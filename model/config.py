@@ -55,7 +55,7 @@ class LRAMConfig:
 
     @property
     def flavour(self) -> str:
-        return "[1:0]" if not self.slstm_at else f"[{self.num_blocks - len(self.slstm_at)}:{len(self.slstm_at)}]"
+        return "[7:1]" if self.slstm_at else "[1:0]"  # the paper's names for "with sLSTM blocks" / "mLSTM only"
 
     def to_dict(self) -> dict:
         d = asdict(self)

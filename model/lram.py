@@ -34,6 +34,11 @@ class LRAM(nn.Module):
         self.embed_rewards = nn.Linear(1, H)
         self.embed_ln = nn.LayerNorm(H)
         self.encoder = Backbone(config)
+        for block in self.encoder.layers.blocks:
+            if hasattr(block.xlstm, "mlstm_cell"):
+                # The package's fixed causal mask caps the parallel form at 3 * context tokens; without it the
+                # mask is built per call, so parity checks can run over whole episodes.
+                block.xlstm.mlstm_cell.causal_mask = None
         self.action_net = nn.Sequential(nn.Linear(H, VOCAB * MAX_ACTION_DIMS))
 
     # ---- token embeddings -------------------------------------------------------------------------------
@@ -64,7 +69,8 @@ class LRAM(nn.Module):
     def init_state(self, batch: int) -> dict:
         """Zero recurrent state in the xlstm package's own nested layout."""
         cfg, H = self.config, self.config.embedding_dim
-        inner = self.encoder.layers.blocks[0].xlstm.config._inner_embedding_dim if "mlstm" in cfg.block_types else 2 * H
+        mlstm = [b for b, kind in zip(self.encoder.layers.blocks, cfg.block_types) if kind == "mlstm"]
+        inner = mlstm[0].xlstm.config._inner_embedding_dim if mlstm else 2 * H
         NH, DH, K = cfg.num_heads, inner // cfg.num_heads, cfg.conv1d_kernel_size
         z = lambda *shape: torch.zeros(shape)  # noqa: E731
         state = {}
