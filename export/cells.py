@@ -62,8 +62,9 @@ def headwise(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 class MLSTMBlockStep(nn.Module):
     """mLSTM block (pre-norm, up-projection, conv, mLSTM cell, gated skip, down-projection, residual)."""
 
-    def __init__(self, block):
+    def __init__(self, block, cell=None):
         super().__init__()
+        self.cell = cell or mlstm_cell
         layer = block.xlstm
         self.NH = layer.config.num_heads
         self.inner = layer.config._inner_embedding_dim
@@ -90,28 +91,39 @@ class MLSTMBlockStep(nn.Module):
         xc = F.silu(xc)
         q, k, v = headwise(xc, self.wq), headwise(xc, self.wk), headwise(x_m, self.wv)
         gates = torch.matmul(torch.cat([q, k, v], dim=-1), self.w_if) + self.b_if  # [B, T, 2NH]
-        ig, lf = gates[..., :NH], logsigmoid(gates[..., NH:])
-        # An invalid token 0 gets i = -inf and log f = 0: the cell leaves C, n, m exactly as they were.
-        ok = valid0[:, None] > 0.5
-        ig = torch.cat([torch.where(ok, ig[:, 0], _NEG)[:, None], ig[:, 1:]], dim=1)
-        lf = torch.cat([(lf[:, 0] * valid0[:, None])[:, None], lf[:, 1:]], dim=1)
-        ig, lf = ig.transpose(1, 2), lf.transpose(1, 2)  # [B, NH, T]
-        h, (C, n, m) = mlstm_chunk(q, k, v, ig, lf, C, n, m, NH, DH)
-        h = head_norm(h.transpose(1, 2), self.outnorm_w)  # [B, T, I]
+        h, (C, n, m) = self.cell(q, k, v, gates[..., :NH], gates[..., NH:], valid0, C, n, m, NH, DH)
+        h = head_norm(h, self.outnorm_w)  # [B, T, I]
         h = (h + self.skip * xc) * F.silu(z)
         return x + torch.matmul(h, self.w_down), (C, n, m, conv)
 
 
-def mlstm_chunk(q, k, v, ig, lf, C, n, m, NH, DH, eps: float = 1e-6):
+def mlstm_cell(q, k, v, i_raw, f_raw, valid0, C, n, m, NH, DH):
+    """The mLSTM cell over one environment step (the unit a plugin node replaces).
+
+    q, k, v [B, T, NH*DH]; i_raw, f_raw [B, T, NH] gate pre-activations; valid0 [B] (0 where token 0 is the
+    skipped reward token of an episode start, whose state is also due for a reset). Returns h [B, T, NH, DH]
+    and the new (C, n, m)."""
+    ig, lf = i_raw, logsigmoid(f_raw)
+    # An invalid token 0 gets i = -inf and log f = 0: the cell leaves C, n, m exactly as they were.
+    ok = valid0[:, None] > 0.5
+    ig = torch.cat([torch.where(ok, ig[:, 0], _NEG)[:, None], ig[:, 1:]], dim=1)
+    lf = torch.cat([(lf[:, 0] * valid0[:, None])[:, None], lf[:, 1:]], dim=1)
+    h, state = mlstm_chunk(q, k, v, ig.transpose(1, 2), lf.transpose(1, 2), C, n, m, NH, DH, keep=valid0)
+    return h.transpose(1, 2), state
+
+
+def mlstm_chunk(q, k, v, ig, lf, C, n, m, NH, DH, keep, eps: float = 1e-6):
     """The mLSTM cell over T tokens from state (C [B,NH,DH,DH], n [B,NH,DH,1], m [B,NH,1,1]).
 
-    Same stabiliser as the token-by-token recurrence: m_t = max(log f_t + m_{t-1}, i_t)."""
+    Same stabiliser as the token-by-token recurrence: m_t = max(log f_t + m_{t-1}, i_t). Rows with keep = 0
+    start from a zero state: folded into the decay factors, so the big C is never rewritten just to zero it."""
     B, T = q.shape[0], q.shape[1]
     q = q.unflatten(-1, (NH, DH)).transpose(1, 2)  # [B, NH, T, DH]
     k = k.unflatten(-1, (NH, DH)).transpose(1, 2) / math.sqrt(DH)
     v = v.unflatten(-1, (NH, DH)).transpose(1, 2)
     a = torch.cumsum(lf, dim=-1)  # [B, NH, T] cumulative log forget
-    m0 = m[..., 0]  # [B, NH, 1]
+    keep = keep[:, None, None]
+    m0 = m[..., 0] * keep  # [B, NH, 1]
     # m_t = max(a_t + m0, max_{j<=t} (a_t - a_j + i_j)), unrolled over the static T
     src = ig - a  # i_j - a_j
     run = src[..., :1]
@@ -125,7 +137,7 @@ def mlstm_chunk(q, k, v, ig, lf, C, n, m, NH, DH, eps: float = 1e-6):
     logD = a[..., :, None] + src[..., None, :] - mt[..., :, None]  # [B, NH, T, T]
     causal = torch.tril(torch.ones(T, T, dtype=torch.bool))
     D = torch.exp(torch.where(causal, logD, _NEG))
-    decay0 = torch.exp(a + m0 - mt)[..., None]  # [B, NH, T, 1] weight of the carried-in state
+    decay0 = (torch.exp(a + m0 - mt) * keep)[..., None]  # [B, NH, T, 1] weight of the carried-in state
     S = torch.matmul(q, k.transpose(-1, -2)) * D  # [B, NH, T, T]
     num = decay0 * torch.matmul(q, C) + torch.matmul(S, v)  # [B, NH, T, DH]
     qn = decay0 * torch.matmul(q, n) + S.sum(-1, keepdim=True)  # [B, NH, T, 1]
@@ -134,7 +146,7 @@ def mlstm_chunk(q, k, v, ig, lf, C, n, m, NH, DH, eps: float = 1e-6):
     # state after the chunk
     mT = mt[..., T - 1 :]  # [B, NH, 1]
     wT = torch.exp(a[..., T - 1 :] + src - mT)[..., None]  # [B, NH, T, 1]
-    fT = torch.exp(a[..., T - 1 :] + m0 - mT)[..., None]  # [B, NH, 1, 1]
+    fT = (torch.exp(a[..., T - 1 :] + m0 - mT) * keep)[..., None]  # [B, NH, 1, 1]
     C = fT * C + torch.matmul((k * wT).transpose(-1, -2), v)
     n = fT * n + (k * wT).sum(dim=2)[..., None]
     return h, (C, n, mT[..., None])
@@ -143,8 +155,9 @@ def mlstm_chunk(q, k, v, ig, lf, C, n, m, NH, DH, eps: float = 1e-6):
 class SLSTMBlockStep(nn.Module):
     """sLSTM block (pre-norm, conv, headwise gates, recurrent cell, group norm, residual, gated-GELU FFN)."""
 
-    def __init__(self, block):
+    def __init__(self, block, cell=None):
         super().__init__()
+        self.cell = cell or slstm_cell
         layer = block.xlstm
         cell = layer.slstm_cell
         self.NH = layer.config.num_heads
@@ -157,9 +170,8 @@ class SLSTMBlockStep(nn.Module):
         # The package feeds fgate's projection into the cell's i slot and igate's into f (layer.py): keep that.
         self.w_if = p(torch.cat([layer.fgate.weight, layer.igate.weight], dim=1).transpose(1, 2))  # [NH, DH, 2DH]
         self.w_zo = p(torch.cat([layer.zgate.weight, layer.ogate.weight], dim=1).transpose(1, 2))
-        # vanilla layout R [NH, 4*DH, DH] -> [NH, DH, 4*DH] so that h_k @ R_k gives gates (g, dh)
-        self.R = p(cell._recurrent_kernel.transpose(1, 2))
-        self.bias = p(cell._bias.view(4, self.NH, self.DH))
+        self.R = p(cell._recurrent_kernel)  # the vanilla layout [NH, 4*DH, DH]
+        self.bias = p(cell._bias)  # [4*H] in (gate, head, dh) order
         self.gn_w = p(layer.group_norm.weight)
         self.ffn_norm_w = p(block.ffn_norm.weight)
         self.w_ffn_up = p(block.ffn.proj_up.weight.t())
@@ -179,22 +191,32 @@ class SLSTMBlockStep(nn.Module):
         g_if = self._heads(xc, self.w_if)  # [B, T, NH, 2, DH]
         g_zo = self._heads(xn, self.w_zo)
         wx = torch.cat([g_if, g_zo], dim=3).permute(0, 1, 3, 2, 4)  # [B, T, 4, NH, DH]
-        ys = []
-        for t in range(T):
-            ry = torch.matmul(h.unflatten(-1, (self.NH, self.DH)).transpose(0, 1), self.R)  # [NH, B, 4DH]
-            ry = ry.unflatten(-1, (4, self.DH)).permute(1, 2, 0, 3)  # [B, 4, NH, DH]
-            raw = (wx[:, t] + ry + self.bias).flatten(-2)
-            h2, c2, n2, m2 = slstm_pointwise(raw, c, n, m)
-            if t == 0:  # an invalid reward token leaves the state untouched
-                keep = valid0[:, None] > 0.5
-                h2, c2, n2, m2 = (torch.where(keep, new, old) for new, old in ((h2, h), (c2, c), (n2, n), (m2, m)))
-            h, c, n, m = h2, c2, n2, m2
-            ys.append(h)
-        y = torch.stack(ys, dim=1)  # [B, T, H]
+        y, (h, c, n, m) = self.cell(wx.flatten(2), valid0, h, c, n, m, self.R, self.bias, self.NH, self.DH)
         x = x + head_norm(y.unflatten(-1, (self.NH, self.DH)), self.gn_w)
         up = torch.matmul(norm(x, self.ffn_norm_w), self.w_ffn_up)
         ffn = F.gelu(up[..., : self.ffn_dim]) * up[..., self.ffn_dim :]
         return x + torch.matmul(ffn, self.w_ffn_down), (h, c, n, m, conv)
+
+
+def slstm_cell(wx, valid0, h, c, n, m, R, bias, NH, DH):
+    """The sLSTM cell over one environment step (the unit a plugin node replaces).
+
+    wx [B, T, 4*H] input part of the gate pre-activations (gate, head, dh); states [B, H]; R [NH, 4*DH, DH];
+    bias [4*H]. An invalid token 0 (valid0 = 0) leaves the state untouched. Returns y [B, T, H], (h, c, n, m)."""
+    T = wx.shape[1]
+    Rt = R.transpose(1, 2)  # [NH, DH, 4*DH]: h_k @ Rt_k gives head k's gates in (gate, dh) order
+    ys = []
+    for t in range(T):
+        ry = torch.matmul(h.unflatten(-1, (NH, DH)).transpose(0, 1), Rt)  # [NH, B, 4DH]
+        ry = ry.unflatten(-1, (4, DH)).permute(1, 2, 0, 3).flatten(1)  # [B, 4H] in (gate, head, dh)
+        raw = (wx[:, t] + ry + bias).unflatten(-1, (4, NH * DH))
+        new = slstm_pointwise(raw, c, n, m)
+        if t == 0:
+            keep = valid0[:, None] > 0.5
+            new = tuple(torch.where(keep, a, b) for a, b in zip(new, (h, c, n, m)))
+        h, c, n, m = new
+        ys.append(h)
+    return torch.stack(ys, dim=1), (h, c, n, m)
 
 
 def slstm_pointwise(raw, c, n, m):

@@ -35,7 +35,7 @@ def _example_inputs(graph: StepGraph, batch: int):
 
 
 def export_onnx(model: LRAM, out: str | Path, opset: int = DEFAULT_OPSET, batch: int | None = None,
-                with_logits: bool = True, mode: str = "chunk") -> Path:
+                with_logits: bool = True, mode: str = "chunk", flavour: str = "standard") -> Path:
     """Write ``out`` (.onnx) and ``out``'s ``.manifest.json``. ``batch=None`` means a dynamic batch dimension."""
     out = Path(out)
     if out.suffix != ".onnx":
@@ -49,8 +49,8 @@ def export_onnx(model: LRAM, out: str | Path, opset: int = DEFAULT_OPSET, batch:
     if not os.access(out.parent, os.W_OK):
         raise ExportError(f"output folder {out.parent} is not writable")
     model = model.eval()
-    graph = StepGraph(model, mode=mode).eval()
-    manifest = build_manifest(model, opset, with_logits=with_logits)
+    graph = StepGraph(model, mode=mode, flavour=flavour).eval()
+    manifest = build_manifest(model, opset, with_logits=with_logits, flavour=flavour)
     if batch is not None:
         for spec in (*manifest.inputs, *manifest.outputs):
             spec.shape[0] = batch
@@ -74,7 +74,7 @@ def export_onnx(model: LRAM, out: str | Path, opset: int = DEFAULT_OPSET, batch:
         entry.key, entry.value = METADATA_KEY, manifest.to_json()
         proto.producer_name = "lram-deploy"
         foreign = sorted({n.domain for n in proto.graph.node if n.domain not in ("", "ai.onnx")})
-        if foreign:
+        if foreign and flavour == "standard":
             raise ExportError(f"the standard graph uses non-standard op domains {foreign}")
         onnx.save(proto, tmp)
         onnx.checker.check_model(tmp, full_check=True)

@@ -44,14 +44,23 @@ class StepGraph(nn.Module):
     ``mode="chunk"`` runs the three tokens through each block together; ``mode="sequential"`` runs the whole
     stack once per token (the naive export, kept to measure against)."""
 
-    def __init__(self, model: LRAM, mode: str = "chunk"):
+    def __init__(self, model: LRAM, mode: str = "chunk", flavour: str = "standard"):
         super().__init__()
         if mode not in ("chunk", "sequential"):
             raise ValueError(f"mode must be 'chunk' or 'sequential', got {mode!r}")
-        self.mode = mode
+        if flavour not in ("standard", "plugin"):
+            raise ValueError(f"flavour must be 'standard' or 'plugin', got {flavour!r}")
+        self.mode, self.flavour = mode, flavour
+        cells = {}
+        if flavour == "plugin":  # one lram::*CellStep node per cell update, matched by the TensorRT plugins
+            from .plugin_cells import mlstm_cell_plugin, slstm_cell_plugin
+
+            cells = {"mlstm": mlstm_cell_plugin, "slstm": slstm_cell_plugin}
         self.task = task = model.task
         self.parts = state_parts(model)
         self.block_types = model.config.block_types
+        self.reset_in_cell = set() if flavour == "plugin" else {
+            f"{i}.{p}" for i, kind in enumerate(self.block_types) if kind == "mlstm" for p in "Cn"}
         p = lambda t: nn.Parameter(t.detach().clone(), requires_grad=False)  # noqa: E731
         if task.obs_kind == "state":
             # Zero-padding to 204 dims then Linear == using only the first D input columns.
@@ -63,7 +72,7 @@ class StepGraph(nn.Module):
         self.w_rew, self.b_rew = p(model.embed_rewards.weight.t()), p(model.embed_rewards.bias)
         self.ln = model.embed_ln
         self.blocks = nn.ModuleList(
-            MLSTMBlockStep(b) if kind == "mlstm" else SLSTMBlockStep(b)
+            MLSTMBlockStep(b, cells.get("mlstm")) if kind == "mlstm" else SLSTMBlockStep(b, cells.get("slstm"))
             for kind, b in zip(self.block_types, model.encoder.layers.blocks)
         )
         self.post_norm_w = p(model.encoder.layers.post_blocks_norm.weight)
@@ -85,7 +94,10 @@ class StepGraph(nn.Module):
 
     def forward(self, obs, rtg, prev_reward, first, *state):
         keep = (~first).to(torch.float32)
-        state = [s * keep.reshape([-1] + [1] * (s.dim() - 1)) for s in state]
+        # Episode starts zero their state here, except the mLSTM memories C and n (the bulk of the state):
+        # the cell folds the reset into its decay factors instead of rewriting them.
+        state = [s if part.name in self.reset_in_cell else s * keep.reshape([-1] + [1] * (s.dim() - 1))
+                 for s, part in zip(state, self.parts)]
         if self.task.obs_kind == "state":
             s_emb = torch.matmul(obs, self.w_state) + self.b_state
         else:
