@@ -57,7 +57,10 @@ def export_onnx(model: LRAM, out: str | Path, opset: int = DEFAULT_OPSET, batch:
     input_names = [t.name for t in manifest.inputs]
     output_names = [t.name for t in manifest.outputs]
     dynamic = None if batch is not None else {n: {0: "batch"} for n in input_names + output_names}
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    except OSError as e:
+        raise ExportError(f"cannot write into {out.parent}: {e.strerror}") from None
     os.close(fd)
     try:
         with torch.no_grad(), warnings.catch_warnings():
