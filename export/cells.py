@@ -8,6 +8,10 @@ invalid token leaves the recurrent state unchanged.
 
 The mLSTM cell runs the chunk in its parallel (chunkwise) form: the matrix memory C is read once for the
 three readouts and once for the update, instead of three sequential read-modify-writes.
+
+Graph size matters as much as arithmetic on a CPU (each ONNX node costs microseconds): every shape here is a
+Python constant except the batch, which is always the single -1 of a reshape, so the exporter emits no
+Shape/Gather/Concat chains.
 """
 from __future__ import annotations
 
@@ -18,7 +22,6 @@ import torch.nn.functional as F
 from torch import nn
 
 NEG = -1e30  # "minus infinity" that keeps max/exp free of inf - inf
-_NEG = torch.tensor(NEG)  # a scalar, so tracing never bakes a batch size into it
 
 
 def logsigmoid(x: torch.Tensor) -> torch.Tensor:
@@ -27,36 +30,41 @@ def logsigmoid(x: torch.Tensor) -> torch.Tensor:
 
 def norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """The xlstm LayerNorm: no bias, scale (1 + weight)."""
-    return F.layer_norm(x, (int(x.shape[-1]),), eps=eps) * (1.0 + weight)
+    return F.layer_norm(x, (weight.numel(),), 1.0 + weight, eps=eps)
 
 
-def head_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """MultiHeadLayerNorm: x [..., NH, DH] normalised per head, scale (1 + weight) over NH*DH."""
-    y = F.layer_norm(x, (int(x.shape[-1]),), eps=eps)
-    return y.flatten(-2) * (1.0 + weight)
+def head_norm(x: torch.Tensor, weight: torch.Tensor, T: int, NH: int, DH: int, eps: float = 1e-5) -> torch.Tensor:
+    """MultiHeadLayerNorm: x [B, T, NH, DH] normalised per head, scale (1 + weight) over NH*DH -> [B, T, NH*DH]."""
+    return F.layer_norm(x, (DH,), eps=eps).reshape(-1, T, NH * DH) * (1.0 + weight)
 
 
-def causal_conv(x: torch.Tensor, conv_state: torch.Tensor, valid0: torch.Tensor, w: torch.Tensor, b: torch.Tensor):
+def token_masks(valid0: torch.Tensor, T: int):
+    """valid0 [B] -> (tok [B, T, 1]: 1 for a real token, neg [B, T, 1]: NEG for the skipped one, else 0)."""
+    first_token = torch.zeros(T)
+    first_token[0] = 1.0
+    tok = 1.0 - (1.0 - valid0)[:, None] * first_token  # [B, T]
+    return tok[..., None], ((1.0 - tok) * NEG)[..., None]
+
+
+def causal_conv(x: torch.Tensor, conv_state: torch.Tensor, tok: torch.Tensor, w: torch.Tensor, b: torch.Tensor, T: int):
     """Depthwise causal conv over a chunk. x [B, T, D]; conv_state [B, K, D] holds the last K inputs; w [K, D].
 
     An invalid token 0 enters as zeros: it is only ever invalid at an episode start, where the state is zero,
     so a zero input leaves exactly the windows a skipped token would."""
-    T, K = x.shape[1], conv_state.shape[1]
-    x = torch.cat([x[:, :1] * valid0[:, None, None], x[:, 1:]], dim=1)
-    full = torch.cat([conv_state, x], dim=1)  # [B, K + T, D]
-    y = torch.stack([(full[:, t + 1 : t + 1 + K] * w).sum(dim=1) for t in range(T)], dim=1) + b
+    K = w.shape[0]
+    full = torch.cat([conv_state, x * tok], dim=1)  # [B, K + T, D]
+    y = b
+    for j in range(K):  # y_t = sum_j w_j * full[t + 1 + j]
+        y = y + full[:, j + 1 : j + 1 + T] * w[j]
     return y, full[:, T:]
 
 
-def headwise(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """LinearHeadwiseExpand: x [..., NH*d] with w [NH, o, d] -> [..., NH*o]."""
+def headwise_small(x: torch.Tensor, w: torch.Tensor, T: int) -> torch.Tensor:
+    """LinearHeadwiseExpand with tiny blocks (the mLSTM q/k/v, 4x4): x [B, T, NH*d], w [NH, o, d] -> [B, T, NH, o].
+
+    A broadcast multiply beats a batched matmul of 4x4 matrices."""
     nh, o, d = w.shape
-    xh = x.unflatten(-1, (nh, d))
-    if d <= 8:  # tiny blocks (the mLSTM q/k/v): broadcast-multiply beats a batched matmul of 4x4s
-        return (xh.unsqueeze(-2) * w).sum(-1).flatten(-2)
-    lead = xh.shape[:-2]
-    y = torch.matmul(xh.reshape(-1, nh, d).transpose(0, 1), w.transpose(1, 2))  # [NH, N, o]
-    return y.transpose(0, 1).reshape(*lead, nh * o)
+    return (x.reshape(-1, T, nh, 1, d) * w).sum(-1)
 
 
 class MLSTMBlockStep(nn.Module):
@@ -74,7 +82,8 @@ class MLSTMBlockStep(nn.Module):
         self.w_up = p(layer.proj_up.weight.t())  # [H, 2I]
         self.conv_w = p(layer.conv1d.conv.weight[:, 0, :].t())  # [K, I]
         self.conv_b = p(layer.conv1d.conv.bias)
-        self.wq, self.wk, self.wv = p(layer.q_proj.weight), p(layer.k_proj.weight), p(layer.v_proj.weight)
+        self.w_qk = p(torch.cat([layer.q_proj.weight, layer.k_proj.weight], dim=1))  # [I/4, 8, 4]: q and k at once
+        self.wv = p(layer.v_proj.weight)
         cell = layer.mlstm_cell
         self.w_if = p(torch.cat([cell.igate.weight, cell.fgate.weight], 0).t())  # [3I, 2NH]
         self.b_if = p(torch.cat([cell.igate.bias, cell.fgate.bias], 0))
@@ -82,74 +91,64 @@ class MLSTMBlockStep(nn.Module):
         self.skip = p(layer.learnable_skip)
         self.w_down = p(layer.proj_down.weight.t())  # [I, H]
 
-    def forward(self, x, valid0, C, n, m, conv):
-        B, T, _ = x.shape
-        NH, DH = self.NH, self.DH
+    def forward(self, x, valid0, T: int, C, n, m, conv):
+        NH, DH, I = self.NH, self.DH, self.inner
+        tok, _ = token_masks(valid0, T)
         x_in = torch.matmul(norm(x, self.norm_w), self.w_up)
-        x_m, z = x_in[..., : self.inner], x_in[..., self.inner :]
-        xc, conv = causal_conv(x_m, conv, valid0, self.conv_w, self.conv_b)
+        x_m, z = x_in.split(I, dim=-1)
+        xc, conv = causal_conv(x_m, conv, tok, self.conv_w, self.conv_b, T)
         xc = F.silu(xc)
-        q, k, v = headwise(xc, self.wq), headwise(xc, self.wk), headwise(x_m, self.wv)
+        qk = headwise_small(xc, self.w_qk, T)  # [B, T, I/4, 8]
+        half = self.w_qk.shape[1] // 2
+        q, k = (t.reshape(-1, T, I) for t in qk.split(half, dim=-1))
+        v = headwise_small(x_m, self.wv, T).reshape(-1, T, I)
         gates = torch.matmul(torch.cat([q, k, v], dim=-1), self.w_if) + self.b_if  # [B, T, 2NH]
-        h, (C, n, m) = self.cell(q, k, v, gates[..., :NH], gates[..., NH:], valid0, C, n, m, NH, DH)
-        h = head_norm(h, self.outnorm_w)  # [B, T, I]
+        i_raw, f_raw = gates.split(NH, dim=-1)
+        h, (C, n, m) = self.cell(q, k, v, i_raw, f_raw, valid0, C, n, m, NH, DH)
+        h = head_norm(h, self.outnorm_w, T, NH, DH)  # [B, T, I]
         h = (h + self.skip * xc) * F.silu(z)
         return x + torch.matmul(h, self.w_down), (C, n, m, conv)
 
 
-def mlstm_cell(q, k, v, i_raw, f_raw, valid0, C, n, m, NH, DH):
+def mlstm_cell(q, k, v, i_raw, f_raw, valid0, C, n, m, NH: int, DH: int):
     """The mLSTM cell over one environment step (the unit a plugin node replaces).
 
     q, k, v [B, T, NH*DH]; i_raw, f_raw [B, T, NH] gate pre-activations; valid0 [B] (0 where token 0 is the
-    skipped reward token of an episode start, whose state is also due for a reset). Returns h [B, T, NH, DH]
-    and the new (C, n, m)."""
-    ig, lf = i_raw, logsigmoid(f_raw)
+    skipped reward token of an episode start, whose state is also due for a reset: the reset is folded into
+    the decay factors, so the big C is never rewritten just to zero it). Returns h [B, T, NH, DH] and the new
+    (C [B, NH, DH, DH], n [B, NH, DH, 1], m [B, NH, 1, 1]).
+
+    Same stabiliser as the token-by-token recurrence, m_t = max(log f_t + m_{t-1}, i_t), unrolled:
+    m_t = max(a_t + m_0, max_{j<=t} (a_t - a_j + i_j)) with a_t the cumulative log forget gate.
+    """
+    T = i_raw.shape[1]
+    tok, neg = token_masks(valid0, T)
     # An invalid token 0 gets i = -inf and log f = 0: the cell leaves C, n, m exactly as they were.
-    ok = valid0[:, None] > 0.5
-    ig = torch.cat([torch.where(ok, ig[:, 0], _NEG)[:, None], ig[:, 1:]], dim=1)
-    lf = torch.cat([(lf[:, 0] * valid0[:, None])[:, None], lf[:, 1:]], dim=1)
-    h, state = mlstm_chunk(q, k, v, ig.transpose(1, 2), lf.transpose(1, 2), C, n, m, NH, DH, keep=valid0)
-    return h.transpose(1, 2), state
-
-
-def mlstm_chunk(q, k, v, ig, lf, C, n, m, NH, DH, keep, eps: float = 1e-6):
-    """The mLSTM cell over T tokens from state (C [B,NH,DH,DH], n [B,NH,DH,1], m [B,NH,1,1]).
-
-    Same stabiliser as the token-by-token recurrence: m_t = max(log f_t + m_{t-1}, i_t). Rows with keep = 0
-    start from a zero state: folded into the decay factors, so the big C is never rewritten just to zero it."""
-    B, T = q.shape[0], q.shape[1]
-    q = q.unflatten(-1, (NH, DH)).transpose(1, 2)  # [B, NH, T, DH]
-    k = k.unflatten(-1, (NH, DH)).transpose(1, 2) / math.sqrt(DH)
-    v = v.unflatten(-1, (NH, DH)).transpose(1, 2)
-    a = torch.cumsum(lf, dim=-1)  # [B, NH, T] cumulative log forget
-    keep = keep[:, None, None]
-    m0 = m[..., 0] * keep  # [B, NH, 1]
-    # m_t = max(a_t + m0, max_{j<=t} (a_t - a_j + i_j)), unrolled over the static T
+    ig = (i_raw + neg).transpose(1, 2)  # [B, NH, T]
+    lf = (logsigmoid(f_raw) * tok).transpose(1, 2)
+    keep = valid0.reshape(-1, 1, 1)
+    q = q.reshape(-1, T, NH, DH).transpose(1, 2)  # [B, NH, T, DH]
+    k = k.reshape(-1, T, NH, DH).transpose(1, 2) * (1.0 / math.sqrt(DH))
+    v = v.reshape(-1, T, NH, DH).transpose(1, 2)
+    m0 = m.reshape(-1, NH, 1) * keep  # [B, NH, 1]
+    a = torch.cumsum(lf, dim=-1)  # [B, NH, T]
     src = ig - a  # i_j - a_j
-    run = src[..., :1]
-    ms = []
-    for t in range(T):
-        if t:
-            run = torch.maximum(run, src[..., t : t + 1])
-        ms.append(torch.maximum(a[..., t : t + 1] + m0, a[..., t : t + 1] + run))
-    mt = torch.cat(ms, dim=-1)  # [B, NH, T]
-    # intra-chunk weights D[t, j] = exp(a_t - a_j + i_j - m_t) for j <= t
-    logD = a[..., :, None] + src[..., None, :] - mt[..., :, None]  # [B, NH, T, T]
     causal = torch.tril(torch.ones(T, T, dtype=torch.bool))
-    D = torch.exp(torch.where(causal, logD, _NEG))
-    decay0 = (torch.exp(a + m0 - mt) * keep)[..., None]  # [B, NH, T, 1] weight of the carried-in state
+    logD = torch.where(causal, a.unsqueeze(-1) + src.unsqueeze(-2), torch.tensor(NEG))  # [B, NH, T, T]
+    mt = torch.maximum(a + m0, logD.amax(dim=-1))  # [B, NH, T]
+    D = torch.exp(logD - mt.unsqueeze(-1))
+    decay0 = (torch.exp(a + m0 - mt) * keep).unsqueeze(-1)  # [B, NH, T, 1] weight of the carried-in state
     S = torch.matmul(q, k.transpose(-1, -2)) * D  # [B, NH, T, T]
     num = decay0 * torch.matmul(q, C) + torch.matmul(S, v)  # [B, NH, T, DH]
     qn = decay0 * torch.matmul(q, n) + S.sum(-1, keepdim=True)  # [B, NH, T, 1]
-    denom = torch.maximum(qn.abs(), torch.exp(-mt)[..., None]) + eps
-    h = num / denom
-    # state after the chunk
-    mT = mt[..., T - 1 :]  # [B, NH, 1]
-    wT = torch.exp(a[..., T - 1 :] + src - mT)[..., None]  # [B, NH, T, 1]
-    fT = (torch.exp(a[..., T - 1 :] + m0 - mT) * keep)[..., None]  # [B, NH, 1, 1]
-    C = fT * C + torch.matmul((k * wT).transpose(-1, -2), v)
-    n = fT * n + (k * wT).sum(dim=2)[..., None]
-    return h, (C, n, mT[..., None])
+    h = num / (torch.maximum(qn.abs(), torch.exp(-mt).unsqueeze(-1)) + 1e-6)
+    # the state after the chunk
+    aT, mT = a[..., T - 1 :], mt[..., T - 1 :]  # [B, NH, 1]
+    kw = k * torch.exp(aT + src - mT).unsqueeze(-1)  # [B, NH, T, DH]
+    fT = (torch.exp(aT + m0 - mT) * keep).unsqueeze(-1)  # [B, NH, 1, 1]
+    C = fT * C + torch.matmul(kw.transpose(-1, -2), v)
+    n = fT * n + kw.sum(dim=2).unsqueeze(-1)
+    return h.transpose(1, 2), (C, n, mT.unsqueeze(-1))
 
 
 class SLSTMBlockStep(nn.Module):
@@ -178,41 +177,41 @@ class SLSTMBlockStep(nn.Module):
         self.w_ffn_down = p(block.ffn.proj_down.weight.t())
         self.ffn_dim = block.ffn.config._proj_up_dim
 
-    def _heads(self, x, w):  # x [B, T, H] -> [B, T, NH, 2*DH] through per-head [DH, 2DH] weights
-        B, T, _ = x.shape
-        xh = x.unflatten(-1, (self.NH, self.DH)).flatten(0, 1).transpose(0, 1)  # [NH, B*T, DH]
-        return torch.matmul(xh, w).transpose(0, 1).unflatten(0, (-1, T)).unflatten(-1, (2, self.DH))
+    def _heads(self, x, w, T: int):  # x [B, T, H] -> [B, T, 2, NH, DH] through per-head [DH, 2DH] weights
+        xh = x.reshape(-1, self.NH, self.DH).transpose(0, 1)  # [NH, B*T, DH]
+        y = torch.matmul(xh, w)  # [NH, B*T, 2DH]
+        return y.reshape(self.NH, -1, T, 2, self.DH).permute(1, 2, 3, 0, 4)
 
-    def forward(self, x, valid0, h, c, n, m, conv):
-        B, T, _ = x.shape
+    def forward(self, x, valid0, T: int, h, c, n, m, conv):
+        tok, _ = token_masks(valid0, T)
         xn = norm(x, self.norm_w)
-        xc, conv = causal_conv(xn, conv, valid0, self.conv_w, self.conv_b)
+        xc, conv = causal_conv(xn, conv, tok, self.conv_w, self.conv_b, T)
         xc = F.silu(xc)
-        g_if = self._heads(xc, self.w_if)  # [B, T, NH, 2, DH]
-        g_zo = self._heads(xn, self.w_zo)
-        wx = torch.cat([g_if, g_zo], dim=3).permute(0, 1, 3, 2, 4)  # [B, T, 4, NH, DH]
-        y, (h, c, n, m) = self.cell(wx.flatten(2), valid0, h, c, n, m, self.R, self.bias, self.NH, self.DH)
-        x = x + head_norm(y.unflatten(-1, (self.NH, self.DH)), self.gn_w)
+        wx = torch.cat([self._heads(xc, self.w_if, T), self._heads(xn, self.w_zo, T)], dim=2)  # [B, T, 4, NH, DH]
+        y, (h, c, n, m) = self.cell(wx.reshape(-1, T, 4 * self.H), valid0, h, c, n, m, self.R, self.bias,
+                                    self.NH, self.DH)
+        x = x + head_norm(y.reshape(-1, T, self.NH, self.DH), self.gn_w, T, self.NH, self.DH)
         up = torch.matmul(norm(x, self.ffn_norm_w), self.w_ffn_up)
-        ffn = F.gelu(up[..., : self.ffn_dim]) * up[..., self.ffn_dim :]
-        return x + torch.matmul(ffn, self.w_ffn_down), (h, c, n, m, conv)
+        gate, up = up.split(self.ffn_dim, dim=-1)
+        return x + torch.matmul(F.gelu(gate) * up, self.w_ffn_down), (h, c, n, m, conv)
 
 
-def slstm_cell(wx, valid0, h, c, n, m, R, bias, NH, DH):
+def slstm_cell(wx, valid0, h, c, n, m, R, bias, NH: int, DH: int):
     """The sLSTM cell over one environment step (the unit a plugin node replaces).
 
     wx [B, T, 4*H] input part of the gate pre-activations (gate, head, dh); states [B, H]; R [NH, 4*DH, DH];
-    bias [4*H]. An invalid token 0 (valid0 = 0) leaves the state untouched. Returns y [B, T, H], (h, c, n, m)."""
-    T = wx.shape[1]
+    bias [4*H]. An invalid token 0 (valid0 = 0) leaves the state untouched. Returns y [B, T, H], (h, c, n, m).
+    """
+    T, H = wx.shape[1], NH * DH
     Rt = R.transpose(1, 2)  # [NH, DH, 4*DH]: h_k @ Rt_k gives head k's gates in (gate, dh) order
+    keep = valid0[:, None] > 0.5
     ys = []
     for t in range(T):
-        ry = torch.matmul(h.unflatten(-1, (NH, DH)).transpose(0, 1), Rt)  # [NH, B, 4DH]
-        ry = ry.unflatten(-1, (4, DH)).permute(1, 2, 0, 3).flatten(1)  # [B, 4H] in (gate, head, dh)
-        raw = (wx[:, t] + ry + bias).unflatten(-1, (4, NH * DH))
+        ry = torch.matmul(h.reshape(-1, NH, DH).transpose(0, 1), Rt)  # [NH, B, 4DH]
+        ry = ry.reshape(NH, -1, 4, DH).permute(1, 2, 0, 3).reshape(-1, 4 * H)  # (gate, head, dh)
+        raw = (wx[:, t] + ry + bias).reshape(-1, 4, H)
         new = slstm_pointwise(raw, c, n, m)
         if t == 0:
-            keep = valid0[:, None] > 0.5
             new = tuple(torch.where(keep, a, b) for a, b in zip(new, (h, c, n, m)))
         h, c, n, m = new
         ys.append(h)
@@ -221,7 +220,7 @@ def slstm_cell(wx, valid0, h, c, n, m, R, bias, NH, DH):
 
 def slstm_pointwise(raw, c, n, m):
     """raw [B, 4, H] gate pre-activations (i, f, z, o); states [B, H]."""
-    i_raw, f_raw, z_raw, o_raw = raw[:, 0], raw[:, 1], raw[:, 2], raw[:, 3]
+    i_raw, f_raw, z_raw, o_raw = raw.unbind(1)
     logfm = m + logsigmoid(f_raw)
     m_new = torch.where(n == 0, i_raw, torch.maximum(i_raw, logfm))  # a fresh unit has no history to stabilise
     i_g = torch.clamp(torch.exp(i_raw - m_new), max=1.0)

@@ -117,9 +117,10 @@ class StepGraph(nn.Module):
 
     def _run_blocks(self, x, valid0, state):
         out, i = [], 0
+        T = 3 if self.mode == "chunk" else 1
         for kind, block in zip(self.block_types, self.blocks):
             width = 4 if kind == "mlstm" else 5
-            x, new = block(x, valid0, *state[i : i + width])
+            x, new = block(x, valid0, T, *state[i : i + width])
             out += list(new)
             i += width
         return x, out
