@@ -40,8 +40,7 @@ def head_norm(x: torch.Tensor, weight: torch.Tensor, T: int, NH: int, DH: int, e
 
 def token_masks(valid0: torch.Tensor, T: int):
     """valid0 [B] -> (tok [B, T, 1]: 1 for a real token, neg [B, T, 1]: NEG for the skipped one, else 0)."""
-    first_token = torch.zeros(T)
-    first_token[0] = 1.0
+    first_token = torch.tensor([1.0] + [0.0] * (T - 1))
     tok = 1.0 - (1.0 - valid0)[:, None] * first_token  # [B, T]
     return tok[..., None], ((1.0 - tok) * NEG)[..., None]
 
@@ -121,7 +120,7 @@ def mlstm_cell(q, k, v, i_raw, f_raw, valid0, C, n, m, NH: int, DH: int):
     Same stabiliser as the token-by-token recurrence, m_t = max(log f_t + m_{t-1}, i_t), unrolled:
     m_t = max(a_t + m_0, max_{j<=t} (a_t - a_j + i_j)) with a_t the cumulative log forget gate.
     """
-    T = i_raw.shape[1]
+    T = int(i_raw.shape[1])  # static: the chunk length is fixed when the graph is built
     tok, neg = token_masks(valid0, T)
     # An invalid token 0 gets i = -inf and log f = 0: the cell leaves C, n, m exactly as they were.
     ig = (i_raw + neg).transpose(1, 2)  # [B, NH, T]
@@ -202,7 +201,7 @@ def slstm_cell(wx, valid0, h, c, n, m, R, bias, NH: int, DH: int):
     wx [B, T, 4*H] input part of the gate pre-activations (gate, head, dh); states [B, H]; R [NH, 4*DH, DH];
     bias [4*H]. An invalid token 0 (valid0 = 0) leaves the state untouched. Returns y [B, T, H], (h, c, n, m).
     """
-    T, H = wx.shape[1], NH * DH
+    T, H = int(wx.shape[1]), NH * DH  # static: the chunk length is fixed when the graph is built
     Rt = R.transpose(1, 2)  # [NH, DH, 4*DH]: h_k @ Rt_k gives head k's gates in (gate, dh) order
     keep = valid0[:, None] > 0.5
     ys = []
