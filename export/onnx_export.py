@@ -77,8 +77,14 @@ def export_onnx(model: LRAM, out: str | Path, opset: int = DEFAULT_OPSET, batch:
         entry.key, entry.value = METADATA_KEY, manifest.to_json()
         proto.producer_name = "lram-deploy"
         foreign = sorted({n.domain for n in proto.graph.node if n.domain not in ("", "ai.onnx")})
-        if foreign and flavour == "standard":
+        if flavour == "standard" and foreign:
             raise ExportError(f"the standard graph uses non-standard op domains {foreign}")
+        if flavour == "plugin":
+            from .plugin_expand import plugin_nodes
+
+            if foreign != ["lram"]:
+                raise ExportError(f"the plugin graph must use exactly the 'lram' domain besides ONNX, found {foreign}")
+            plugin_nodes(proto)  # every node names a known plugin and version
         onnx.save(proto, tmp)
         onnx.checker.check_model(tmp, full_check=True)
         side_tmp = tmp + ".json"

@@ -52,7 +52,14 @@ class OrtBackend:
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), so, providers=list(providers))
+        try:
+            self.session = ort.InferenceSession(str(path), so, providers=list(providers))
+        except Exception as e:  # ORT's own exception types; keep its words, add what to do
+            if "lram" in str(e):
+                raise BackendUnavailable(
+                    f"{path} is the plugin flavour (lram::*CellStep nodes), which is built for the TensorRT plugins; "
+                    "for ONNX Runtime export the standard flavour (lram export without --flavour plugin)") from None
+            raise BackendUnavailable(f"ONNX Runtime cannot load {path}: {e}") from None
         self.name = name
         self.providers = self.session.get_providers()
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
