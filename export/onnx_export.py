@@ -89,6 +89,9 @@ def export_onnx(model: LRAM, out: str | Path, opset: int = DEFAULT_OPSET, batch:
         onnx.checker.check_model(tmp, full_check=True)
         side_tmp = tmp + ".json"
         Path(side_tmp).write_text(manifest.to_json())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the artifact is meant to be shared
         os.replace(tmp, out)
         os.replace(side_tmp, sidecar_path(out))
     except BaseException:
