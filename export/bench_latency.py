@@ -1,0 +1,454 @@
+"""Side-by-side latency of one environment step, measured interleaved in one process.
+
+What runs (per preset, per batch size):
+- group "paths": the exported chunk graph on ONNX Runtime CPU (``ort_chunk``), the naive sequential export
+  (``ort_sequential``), PyTorch eager step mode as the reference code runs it (``torch_eager``: the xlstm
+  package's step() three times per environment step), and a bandwidth probe (``gemv``: one-thread GEMV over
+  256 MB) from which the memory floor of that same round is computed;
+- group "context": the recurrent LRAM on ORT at episode positions P (``lram@P``; the state was reached by
+  stepping the exported graph from an episode start at batch 1, then copied to every robot of the batch) and
+  the Decision-Transformer baseline with its KV cache filled to C timesteps (``dt@C``; filled by one parallel
+  prefill at batch 1, copied to the batch; every timed step appends r, s, R in one call and is then rewound so
+  that the context stays C).
+
+Timing discipline (2 shared cores, other users): one thread everywhere; candidates of a group take turns in
+rounds (the order rotates each round), ``calls_per_round`` consecutive calls each; a candidate's round value
+is the median of its calls; ratios are the median over rounds of the per-round ratio (paired, so load that
+drifts between rounds cancels). Only ratios are compared across runs (``bench_gate``); absolute times are
+reported for reading, never asserted.
+
+Test-only hook: ``inject_slowdown=F`` makes every ORT call of the LRAM graphs take F times as long (the call
+is followed by a busy wait of (F - 1) x its own duration), to show that the gate catches a slower graph.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from lram.runtime.latency import summarize
+
+from .bench_memory import BandwidthProbe, floor_seconds, onnx_weight_bytes, peak_rss_bytes
+
+SCHEMA = "lram-bench/1"
+BENCH_TASK = dict(obs_kind="state", obs_shape=(39,), action_kind="continuous", action_dim=4,
+                  action_low=(-1.0,) * 4, action_high=(1.0,) * 4, reward_scale=200.0, name="metaworld-like")
+# ratio name -> which way is better; keys of the report's "ratios" are "<preset>.b<batch>.<name>"
+DIRECTIONS = {
+    "export_over_eager": "lower",
+    "export_over_sequential": "lower",
+    "export_over_floor": "lower",
+    "sequential_over_eager": "lower",
+    "dt_over_lram": "higher",  # "dt_over_lram@C"
+    "position": "lower",  # "position_P_over_P0": latency at position P / at the first position (flatness)
+}
+
+
+def direction(ratio_key: str) -> str:
+    name = ratio_key.split(".", 2)[-1]
+    for prefix, d in DIRECTIONS.items():
+        if name.startswith(prefix):
+            return d
+    raise KeyError(f"no direction known for ratio {ratio_key!r}")
+
+
+@dataclass
+class BenchConfig:
+    presets: tuple = ("tiny", "16M")
+    batches: tuple = (1, 16)
+    positions: tuple = (50, 200, 800, 1600, 10000)  # LRAM episode positions (environment steps)
+    contexts: tuple = (50, 200, 800, 1600)  # DT context lengths (timesteps, x3 tokens)
+    group_seconds: float = 20.0  # target wall time of one interleaved group
+    min_rounds: int = 8
+    max_rounds: int = 400
+    calls_per_round: int = 3
+    sequential: bool = True  # also time the naive sequential export
+    eager: bool = True
+    perturb: float = 0.05  # random weights: latency does not depend on training
+    seed: int = 0
+    inject_slowdown: float = 1.0  # test-only (see the module doc)
+    mode: str = "custom"
+    workdir: str | None = None  # where the exported graphs go (a temporary folder when None)
+
+    def __post_init__(self):
+        self.presets = tuple(self.presets)
+        self.batches = tuple(int(b) for b in self.batches)
+        self.contexts = tuple(sorted(int(c) for c in self.contexts))
+        # the LRAM is measured at every DT context too, so that DT / LRAM pairs exist
+        self.positions = tuple(sorted({int(p) for p in self.positions} | set(self.contexts)))
+        if not self.presets or not self.batches or not self.positions:
+            raise ValueError("presets, batches and positions must not be empty")
+        if min(self.positions) < 1 or min(self.batches) < 1:
+            raise ValueError("positions and batches must be positive")
+        if self.inject_slowdown < 1.0:
+            raise ValueError("inject_slowdown must be >= 1")
+
+
+def quick_config(**overrides) -> BenchConfig:
+    """What CI runs (< 2 minutes): tiny + 16M, batch 1, two contexts."""
+    return replace(BenchConfig(batches=(1,), positions=(50, 800), contexts=(50, 800), group_seconds=5.0,
+                               min_rounds=8, mode="quick"), **overrides)
+
+
+def full_config(**overrides) -> BenchConfig:
+    """Release check (about 10 minutes on the 2-core CI machine)."""
+    return replace(BenchConfig(group_seconds=25.0, mode="full"), **overrides)
+
+
+# ---- steppers ----------------------------------------------------------------------------------------------
+def slowed(run: Callable, factor: float) -> Callable:
+    """Test-only: ``run`` followed by a busy wait of (factor - 1) x the call's own duration."""
+    if factor == 1.0:
+        return run
+
+    def wrapper(*args, **kwargs):
+        t0 = time.perf_counter()
+        out = run(*args, **kwargs)
+        until = t0 + factor * (time.perf_counter() - t0)
+        while time.perf_counter() < until:
+            pass
+        return out
+
+    return wrapper
+
+
+class OrtStepper:
+    """One exported step graph on ONNX Runtime CPU (one thread) for a batch, with its state carried in numpy."""
+
+    def __init__(self, path: str | Path, batch: int, slowdown: float = 1.0, seed: int = 0, backend=None):
+        from lram.runtime.backends import OrtBackend
+        from lram.runtime.manifest import Manifest, sidecar_path
+
+        self._owns_backend = backend is None  # steppers of one graph may share a session (one copy of weights)
+        self.backend = backend if backend is not None else OrtBackend(path, threads=1)
+        self.manifest = Manifest.from_json(sidecar_path(path).read_text())
+        self.batch = batch
+        self.out_names = [o.name for o in self.backend.outputs]
+        self.state_specs = self.manifest.state
+        self.state_out_index = [self.out_names.index(s.output) for s in self.state_specs]
+        rng = np.random.default_rng(seed)
+        D = self.manifest.observation["shape"][0]
+        self.obs_pool = rng.standard_normal((16, batch, D)).astype(np.float32)
+        self.feeds = {"obs": self.obs_pool[0], "rtg": np.full((batch, 1), 400.0, np.float32),
+                      "prev_reward": np.full((batch, 1), 1.0, np.float32), "first": np.zeros(batch, bool)}
+        for s in self.state_specs:
+            self.feeds[s.input] = np.zeros((batch, *s.shape), s.dtype)
+        self._run = slowed(self.backend.session.run, slowdown)
+
+    def step(self, carry: bool = True):
+        out = self._run(self.out_names, self.feeds)
+        if carry:
+            for s, i in zip(self.state_specs, self.state_out_index):
+                self.feeds[s.input] = out[i]
+        return out
+
+    def state(self) -> dict:
+        return {s.name: self.feeds[s.input].copy() for s in self.state_specs}
+
+    def set_state(self, state: dict) -> None:
+        """``state`` with batch 1 (or this batch): row 0 is copied to every robot."""
+        for s in self.state_specs:
+            v = state[s.name]
+            self.feeds[s.input] = np.ascontiguousarray(np.broadcast_to(v[:1], (self.batch, *v.shape[1:])))
+
+    def advance(self, steps: int, snapshot_at=(), progress: Callable | None = None):
+        """Run ``steps`` environment steps from an episode start; returns (per-step seconds, {position: state})."""
+        times = np.empty(steps)
+        snaps = {}
+        marks = set(snapshot_at)
+        for k in range(steps):
+            self.feeds["first"][:] = k == 0
+            self.feeds["obs"] = self.obs_pool[k % len(self.obs_pool)]
+            self.feeds["rtg"][:] = 400.0 - 0.01 * k
+            t0 = time.perf_counter()
+            self.step()
+            times[k] = time.perf_counter() - t0
+            if k + 1 in marks:
+                snaps[k + 1] = self.state()
+            if progress and (k + 1) % 2000 == 0:
+                progress(f"  advanced {k + 1}/{steps} steps")
+        self.feeds["first"][:] = False
+        return times, snaps
+
+    def close(self):
+        if self._owns_backend:
+            self.backend.close()
+
+
+class EagerStepper:
+    """The PyTorch model's own step(): the xlstm package's step() three times per environment step."""
+
+    def __init__(self, model, batch: int, seed: int = 0):
+        import torch
+
+        g = torch.Generator().manual_seed(seed)
+        self.model, self.torch = model, torch
+        self.obs = torch.randn((batch, model.task.obs_shape[0]), generator=g)
+        self.rtg = torch.full((batch,), 400.0)
+        self.rew = torch.ones(batch)
+        self.first = torch.zeros(batch, dtype=torch.bool)
+        self.state = model.init_state(batch)
+        _, self.state = model.step(self.obs, self.rtg, self.rew, torch.ones(batch, dtype=torch.bool), self.state)
+
+    def step(self):
+        _, self.state = self.model.step(self.obs, self.rtg, self.rew, self.first, self.state)
+
+
+class DTStepper:
+    """The DT baseline with its cache at ``context`` timesteps; each call appends one step and rewinds."""
+
+    def __init__(self, dt, batch: int, context: int, seed: int = 0):
+        import torch
+
+        g = torch.Generator().manual_seed(seed)
+        D = dt.task.obs_shape[0]
+        cache = dt.init_cache(1, window_timesteps=context)
+        dt(torch.randn((1, context, D), generator=g), torch.full((1, context), 400.0), torch.ones(1, context),
+           cache=cache)
+        self.cache = cache.tiled(batch) if batch > 1 else cache
+        self.dt, self.tokens = dt, self.cache.tokens
+        self.obs = torch.randn((batch, D), generator=g)
+        self.rtg = torch.full((batch,), 400.0)
+        self.rew = torch.ones(batch)
+
+    def step(self):
+        self.dt.step(self.obs, self.rtg, self.rew, False, self.cache)
+        self.cache.tokens = self.tokens  # stay at this context
+
+    def nbytes(self) -> int:
+        return self.cache.nbytes()
+
+
+# ---- the interleaved timing loop ---------------------------------------------------------------------------
+def interleave(cands: dict, cfg: BenchConfig, progress: Callable | None = None, label: str = "") -> dict:
+    """{name: callable} -> {name: seconds [rounds, calls_per_round]}."""
+    names = list(cands)
+    for n in names:  # warm-up
+        cands[n]()
+        cands[n]()
+    t0 = time.perf_counter()
+    for n in names:
+        cands[n]()
+    est = max(time.perf_counter() - t0, 1e-6) * cfg.calls_per_round
+    rounds = int(min(cfg.max_rounds, max(cfg.min_rounds, cfg.group_seconds // est)))
+    if progress:
+        progress(f"  {label}: {len(names)} candidates x {rounds} rounds x {cfg.calls_per_round} calls "
+                 f"(~{rounds * est:.0f} s)")
+    samples = {n: np.empty((rounds, cfg.calls_per_round)) for n in names}
+    clock = time.perf_counter
+    for r in range(rounds):
+        k = r % len(names)
+        for n in names[k:] + names[:k]:
+            f, buf = cands[n], samples[n][r]
+            for c in range(cfg.calls_per_round):
+                t = clock()
+                f()
+                buf[c] = clock() - t
+    return samples
+
+
+def _round_values(x: np.ndarray) -> np.ndarray:
+    return np.median(x, axis=1)
+
+
+def paired_ratio(a: np.ndarray, b: np.ndarray) -> float:
+    """Median over rounds of (a's round median / b's round median)."""
+    return float(np.median(_round_values(a) / _round_values(b)))
+
+
+def _summary(x: np.ndarray) -> dict:
+    return summarize(x.ravel())
+
+
+# ---- the whole run -----------------------------------------------------------------------------------------
+def make_models(name: str, cfg: BenchConfig):
+    import torch
+
+    from lram.model.config import TaskSpec, preset
+    from lram.model.decision_transformer import make_decision_transformer
+    from lram.model.lram import LRAM
+
+    task = TaskSpec(**BENCH_TASK)
+    torch.manual_seed(cfg.seed)
+    lram = LRAM(preset(name, encoders=("state",)), task).eval()
+    g = torch.Generator().manual_seed(cfg.seed + 1)
+    with torch.no_grad():
+        for p in lram.parameters():
+            p.add_(cfg.perturb * torch.randn(p.shape, generator=g))
+    dt = make_decision_transformer(name, task, window_timesteps=max(cfg.contexts), seed=cfg.seed,
+                                   perturb=cfg.perturb)
+    return lram, dt
+
+
+def machine_info() -> dict:
+    import onnxruntime
+    import torch
+
+    info = {"python": sys.version.split()[0], "platform": platform.platform(), "processor": platform.processor(),
+            "cpus": os.cpu_count(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
+            "threads": {"torch": torch.get_num_threads(), "ort_intra_op": 1},
+            "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+        info["loadavg_start"] = list(os.getloadavg())
+    except OSError:
+        pass
+    return info
+
+
+def run_bench(cfg: BenchConfig, progress: Callable | None = print, command: str = "") -> dict:
+    """Run everything in ``cfg``; returns the JSON-able report (see ``bench_report`` for tables and plots)."""
+    import torch
+
+    from lram.export.onnx_export import export_onnx
+    from lram.model.decision_transformer import kv_cache_bytes
+
+    torch.set_num_threads(1)
+    log = progress or (lambda *_: None)
+    started = time.time()
+    report = {"schema": SCHEMA, "mode": cfg.mode, "command": command, "config": asdict(cfg),
+              "machine": machine_info(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "presets": {},
+              "ratios": {}, "directions": {}}
+    if cfg.inject_slowdown != 1.0:
+        report["inject_slowdown"] = cfg.inject_slowdown
+    probe = BandwidthProbe()
+    bw_all = []
+    tmp = tempfile.TemporaryDirectory(prefix="lram-bench-") if cfg.workdir is None else None
+    workdir = Path(cfg.workdir or tmp.name)
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        for name in cfg.presets:
+            log(f"[{name}] building models and exporting")
+            lram, dt = make_models(name, cfg)
+            chunk_path = export_onnx(lram, workdir / f"{name}.onnx")
+            seq_path = export_onnx(lram, workdir / f"{name}_sequential.onnx", mode="sequential") if cfg.sequential else None
+            stepper1 = OrtStepper(chunk_path, 1, cfg.inject_slowdown, cfg.seed)
+            state_bytes = stepper1.manifest.state_bytes_per_robot
+            weight_bytes = onnx_weight_bytes(chunk_path)
+            pr = report["presets"][name] = {
+                "lram": {"parameters": lram.parameter_count(), "blocks": lram.config.num_blocks,
+                         "dim": lram.config.embedding_dim, "block_types": lram.config.block_types,
+                         "graph_weight_bytes": weight_bytes, "state_bytes_per_robot": state_bytes},
+                "dt": {"parameters": dt.parameter_count(), "layers": dt.config.num_layers,
+                       "dim": dt.config.embedding_dim, "heads": dt.config.num_heads,
+                       "kv_cache_bytes_per_robot": {str(c): kv_cache_bytes(dt.config, c) for c in cfg.contexts}},
+                "batches": {},
+            }
+            steps = max(cfg.positions)
+            log(f"[{name}] advancing the exported graph {steps} steps at batch 1")
+            times, snaps = stepper1.advance(steps, cfg.positions, log)
+            finite = all(np.isfinite(v).all() for s in snaps.values() for v in s.values())
+            pr["advance"] = _advance_curve(times, cfg.positions)
+            pr["advance"]["state_finite"] = bool(finite)
+            stepper1.close()
+            for B in cfg.batches:
+                pr["batches"][str(B)] = _bench_batch(name, B, cfg, lram, dt, chunk_path, seq_path, snaps,
+                                                      weight_bytes, state_bytes, probe, bw_all, report, log)
+            pr["peak_rss_bytes_after"] = peak_rss_bytes()
+            del lram, dt, snaps
+    finally:
+        probe.close()
+        if tmp is not None:
+            tmp.cleanup()
+    report["bandwidth_GBps"] = float(np.median(bw_all)) / 1e9 if bw_all else None
+    report["peak_rss_bytes"] = peak_rss_bytes()
+    report["elapsed_s"] = time.time() - started
+    report["machine"]["loadavg_end"] = list(os.getloadavg())
+    return report
+
+
+def _advance_curve(times: np.ndarray, positions) -> dict:
+    """Per-step latency while stepping to the last position: medians over windows (the flat-latency curve)."""
+    n = len(times)
+    win = max(10, n // 100)
+    pos, med = [], []
+    for a in range(0, n, win):
+        pos.append(a + win // 2)
+        med.append(float(np.median(times[a:a + win]) * 1e3))
+    at = {str(p): float(np.median(times[max(0, p - win):p]) * 1e3) for p in positions}
+    return {"window": win, "position": pos, "median_ms": med, "median_ms_before": at, "total_s": float(times.sum())}
+
+
+def _bench_batch(name, B, cfg, lram, dt, chunk_path, seq_path, snaps, weight_bytes, state_bytes, probe, bw_all,
+                 report, log) -> dict:
+    from lram.model.decision_transformer import kv_cache_bytes
+
+    key = f"{name}.b{B}"
+    out = {"state_bytes": B * state_bytes,
+           "kv_cache_bytes": {str(c): kv_cache_bytes(dt.config, c, B) for c in cfg.contexts}}
+
+    from lram.runtime.backends import OrtBackend
+
+    # -- group "paths": exported chunk graph vs sequential export vs eager, and the bandwidth probe
+    session = OrtBackend(chunk_path, threads=1)  # one session (one copy of the weights) for every chunk stepper
+    chunk = OrtStepper(chunk_path, B, cfg.inject_slowdown, cfg.seed, backend=session)
+    chunk.set_state(snaps[min(cfg.positions)])
+    cands = {"ort_chunk": chunk.step, "gemv": probe}
+    steppers = [chunk]
+    if seq_path is not None:
+        seq = OrtStepper(seq_path, B, cfg.inject_slowdown, cfg.seed)
+        seq.set_state(snaps[min(cfg.positions)])
+        cands["ort_sequential"] = seq.step
+        steppers.append(seq)
+    if cfg.eager:
+        cands["torch_eager"] = EagerStepper(lram, B, cfg.seed).step
+    paths = interleave(cands, cfg, log, f"[{key}] paths")
+    for s in steppers:
+        s.close()
+    del cands, steppers
+    bw_round = probe.bytes / _round_values(paths["gemv"])
+    bw_all.extend(bw_round.tolist())
+    floor_round = floor_seconds(weight_bytes, state_bytes, B, 1.0) / bw_round
+    out["bandwidth_GBps"] = float(np.median(bw_round)) / 1e9
+    out["floor_ms"] = float(np.median(floor_round)) * 1e3
+    out["floor_bytes"] = int(weight_bytes + 2 * B * state_bytes)
+    ratios = {"export_over_floor": float(np.median(_round_values(paths["ort_chunk"]) / floor_round))}
+    if "torch_eager" in paths:
+        ratios["export_over_eager"] = paired_ratio(paths["ort_chunk"], paths["torch_eager"])
+    if "ort_sequential" in paths:
+        ratios["export_over_sequential"] = paired_ratio(paths["ort_chunk"], paths["ort_sequential"])
+        if "torch_eager" in paths:
+            ratios["sequential_over_eager"] = paired_ratio(paths["ort_sequential"], paths["torch_eager"])
+
+    # -- group "context": LRAM at episode positions vs DT at context lengths
+    cands, keep = {}, []
+    for p in cfg.positions:
+        st = OrtStepper(chunk_path, B, cfg.inject_slowdown, cfg.seed, backend=session)
+        st.set_state(snaps[p])
+        keep.append(st)
+        cands[f"lram@{p}"] = (lambda s=st: s.step(carry=False))
+    dt_bytes = {}
+    for c in cfg.contexts:
+        d = DTStepper(dt, B, c, cfg.seed)
+        dt_bytes[str(c)] = d.nbytes()
+        cands[f"dt@{c}"] = d.step
+    out["kv_cache_allocated_bytes"] = dt_bytes
+    ctx = interleave(cands, cfg, log, f"[{key}] context")
+    del cands, keep
+    session.close()
+    p0 = min(cfg.positions)
+    for p in cfg.positions:
+        if p != p0:
+            ratios[f"position_{p}_over_{p0}"] = paired_ratio(ctx[f"lram@{p}"], ctx[f"lram@{p0}"])
+    for c in cfg.contexts:
+        ratios[f"dt_over_lram@{c}"] = paired_ratio(ctx[f"dt@{c}"], ctx[f"lram@{c}"])
+
+    out["paths"] = {n: _summary(v) for n, v in paths.items()}
+    out["context"] = {n: _summary(v) for n, v in ctx.items()}
+    out["samples_ms"] = {n: np.round(v.ravel() * 1e3, 4).tolist() for n, v in {**paths, **ctx}.items()}
+    out["ratios"] = ratios
+    for r, v in ratios.items():
+        report["ratios"][f"{key}.{r}"] = v
+        report["directions"][f"{key}.{r}"] = direction(f"{key}.{r}")
+    log(f"[{key}] " + ", ".join(f"{r}={v:.3g}" for r, v in ratios.items()))
+    return out
