@@ -48,6 +48,18 @@ def make_env(env_id: str, seed: int | None = None):
     raise ValueError(f"unknown env id {env_id!r}: use 'metaworld:<task>' or 'gym:<gymnasium id>'")
 
 
+def reset(env, seed: int | None):
+    """Reset with a seed that decides the layout. Meta-World's reset() ignores its seed argument (the layout
+    comes from the env's np_random), so it is seeded through the unwrapped env."""
+    u = env.unwrapped
+    if seed is not None and hasattr(u, "seeded_rand_vec"):
+        u.seed(int(seed))
+        obs, _ = env.reset()
+    else:
+        obs, _ = env.reset(seed=seed)
+    return obs
+
+
 class GymAdapter:
     def __init__(self, env_id: str, episodes: int, seed: int | None = 0, on_episode=None):
         self.env_id = env_id
@@ -73,8 +85,9 @@ class GymAdapter:
         if first:
             if len(self.results) >= self.episodes:
                 raise StopLoop()
-            # seed only the first reset: later episodes continue the env's RNG, giving fresh layouts
-            obs, _ = self.env.reset(seed=self.seed if not self.results else None)
+            # episode i is reset with seed + i: a run is reproducible, and the same seeds give the same layouts
+            # as `lram evaluate --seed0` (the PyTorch side), so the two can be compared episode by episode
+            obs = reset(self.env, None if self.seed is None else self.seed + len(self.results))
             self._obs, self._need_reset = obs, False
             self._prev_reward, self._steps, self._ret, self._success = 0.0, 0, 0.0, False
         obs = np.asarray(self._obs, dtype=np.float32).reshape(1, -1)
