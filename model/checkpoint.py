@@ -45,6 +45,8 @@ def save_checkpoint(model: LRAM, path: str | Path, extra: dict | None = None) ->
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a checkpoint is meant to be shared
+        for f in tmp.iterdir():
+            os.chmod(f, 0o666 & ~umask)
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
