@@ -36,12 +36,17 @@ class TrainConfig:
     threads: int | None = None  # torch intra-op threads (None: leave as is)
 
 
-def observation_range(episodes: list[Episode], margin: float = 0.5, min_pad: float = 0.1):
-    """Per-dim [min, max] of the data widened by ``margin`` x range (at least ``min_pad``) on each side."""
+def observation_range(episodes: list[Episode], scale: float = 2.0, pad: float = 1.0):
+    """Per-dim magnitude bound: |x| <= scale x max|data| + pad, as symmetric [low, high].
+
+    The runtime rejects observations outside it, so it is a guard against sensor faults (garbage values, unit
+    mix-ups), not a detector of unfamiliar states: generous on purpose, and symmetric because a state the
+    experts never visited is not a fault. Measured on the shipped pick-place policy: a data range widened by
+    0.5 x range rejected 25% of its ticks, and 1 x range + 1 still 6%: the object's quaternion leaves the
+    experts' narrow range (w near 1) once the policy handles it, and swings to negative w."""
     s = np.concatenate([e.states for e in episodes]).astype(np.float64)
-    lo, hi = s.min(0), s.max(0)
-    pad = np.maximum(margin * (hi - lo), min_pad)
-    return tuple((lo - pad).tolist()), tuple((hi + pad).tolist())
+    bound = scale * np.abs(s).max(0) + pad
+    return tuple((-bound).tolist()), tuple(bound.tolist())
 
 
 def task_from_data(episodes: list[Episode], meta: dict) -> TaskSpec:
