@@ -1,23 +1,34 @@
 """Parity of an exported step graph with the PyTorch model it came from, proven over long runs.
 
 Both sides are driven with the same inputs, step by step, each carrying its own recurrent state: PyTorch runs
-the xlstm package's step() (three token calls per environment step, as the reference code does), ONNX Runtime
-runs the exported graph. Several robots run side by side with staggered episode resets. Two phases:
+the xlstm package's step() (three token calls per environment step, as the reference code does) in float64,
+ONNX Runtime runs the exported fp32 graph. The float64 reference measures the graph's own error: two fp32
+implementations differ by the sum of both errors, and on a trained model (logits up to ~20) PyTorch fp32 is
+itself up to 1.9e-4 away from float64 (measured on the shipped pick-place policy over 8,000 steps, logits up
+to 17.5: 1.3e-5 of the largest logit), so an absolute 1e-4 between two fp32 runs is below the noise floor.
+The tolerance is |dlogit| <= atol + rtol * max|logit| of that robot's step (fp32 error scales with the
+magnitudes flowing through the network, not with each logit), rtol = 5e-5, about 4x PyTorch fp32's own
+worst. A differing argmax whose two bins the reference separates by less than that tolerance is a near-tie,
+reported but not failed.
+Several robots run side by side with staggered episode resets. Two phases:
 - simulator: real observations from the task's simulator, episodes driven by the PyTorch policy's actions;
 - adversarial: large rewards and returns, wide observations, and one long episode with no reset.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import onnxruntime as ort
 import torch
 
+from lram.model.config import N_BINS, N_DISCRETE, VOCAB
 from lram.model.lram import LRAM
 from lram.runtime.manifest import METADATA_KEY, Manifest
 
-FP32_LOGIT_TOL = 1e-4
+FP32_ATOL = 1e-4
+FP32_RTOL = 5e-5
 
 
 class VerifyError(ValueError):
@@ -30,7 +41,9 @@ class Window:
     start: int
     steps: int
     max_abs_logit_diff: float
-    action_agreement: float
+    worst_excess: float  # max |dlogit| / (atol + rtol |logit|); <= 1 passes
+    action_agreement: float  # robot-steps whose every action dim matches (near-ties count as matching)
+    near_ties: int
 
 
 @dataclass
@@ -39,8 +52,11 @@ class VerifyReport:
     robots: int
     episodes: int
     max_abs_logit_diff: float
+    worst_excess: float
     action_agreement: float
-    tolerance: float
+    near_ties: int
+    atol: float
+    rtol: float
     passed: bool
     windows: list = field(default_factory=list)
     notes: list = field(default_factory=list)
@@ -50,24 +66,65 @@ class VerifyReport:
 
 
 class _Side:
-    """The two implementations behind one call: step(obs, rtg, prev_reward, first) -> (logits, actions)."""
+    """The two implementations behind one call: step(obs, rtg, prev_reward, first) -> (ref logits, ORT outputs)."""
 
     def __init__(self, model: LRAM, session: ort.InferenceSession, manifest: Manifest, robots: int):
-        self.model, self.session, self.manifest = model, session, manifest
-        self.torch_state = model.init_state(robots)
+        self.model = copy.deepcopy(model).double().eval()
+        self.session, self.manifest = session, manifest
+        self.torch_state = _to_double(self.model.init_state(robots))
         self.ort_state = {s.input: np.zeros((robots, *s.shape), np.float32) for s in manifest.state}
         self.outputs = [o.name for o in session.get_outputs()]
 
     def step(self, obs, rtg, prev_reward, first):
         with torch.no_grad():
-            logits, self.torch_state = self.model.step(
-                torch.from_numpy(obs), torch.from_numpy(rtg), torch.from_numpy(prev_reward),
-                torch.from_numpy(first), self.torch_state)
-            actions = self.model.decode(logits).numpy()
+            to64 = lambda a: torch.from_numpy(np.asarray(a, np.float64))  # noqa: E731
+            ref_obs = torch.from_numpy(obs) if obs.dtype == np.uint8 else to64(obs)
+            logits, self.torch_state = self.model.step(ref_obs, to64(rtg), to64(prev_reward), torch.from_numpy(first),
+                                                       self.torch_state)
         feeds = {"obs": obs, "rtg": rtg[:, None], "prev_reward": prev_reward[:, None], "first": first, **self.ort_state}
         res = dict(zip(self.outputs, self.session.run(None, feeds)))
         self.ort_state = {k.replace("state_out.", "state_in.", 1): v for k, v in res.items() if k.startswith("state_out.")}
-        return logits.numpy(), actions, res["logits"], res["action"]
+        return logits.numpy(), res
+
+
+def _to_double(state: dict) -> dict:
+    return {blk: {k: tuple(t.double() for t in v) if isinstance(v, tuple) else v.double() for k, v in parts.items()}
+            for blk, parts in state.items()}
+
+
+@dataclass
+class _StepCheck:
+    max_abs: float
+    excess: float
+    agree: np.ndarray  # [robots] bool
+    ties: int
+
+
+def compare_step(ref: np.ndarray, ort_logits: np.ndarray, ort_action: np.ndarray, task, atol: float, rtol: float):
+    """One step's logits and decoded actions against the float64 reference."""
+    diff = np.abs(ort_logits.astype(np.float64) - ref)
+    allowed = atol + rtol * np.abs(ref).max(axis=(1, 2), keepdims=True)  # per robot-step
+    if task.action_kind == "discrete":
+        ref_l, ort_l = ref[:, :1, : task.action_n], ort_logits[:, :1, : task.action_n]
+    else:
+        ref_l, ort_l = ref[:, : task.action_dim, N_DISCRETE:VOCAB], ort_logits[:, : task.action_dim, N_DISCRETE:VOCAB]
+    rb, ob = ref_l.argmax(-1), ort_l.argmax(-1)  # [robots, dims]
+    gap = np.take_along_axis(ref_l, rb[..., None], -1)[..., 0] - np.take_along_axis(ref_l, ob[..., None], -1)[..., 0]
+    tol = 2 * allowed[:, :, 0]  # [robots, 1]: two logits each off by up to the allowance
+    tie = (rb != ob) & (gap <= tol)
+    agree = np.all((rb == ob) | tie, axis=-1)
+    # the graph's own decoding of its argmax must be right too
+    agree &= _decoded_matches(ob, ort_action, task)
+    return _StepCheck(float(diff.max()), float((diff / allowed).max()), agree, int(tie.sum()))
+
+
+def _decoded_matches(bins: np.ndarray, action: np.ndarray, task) -> np.ndarray:
+    if task.action_kind == "discrete":
+        return action.reshape(-1) == bins[:, 0]
+    low, high = np.asarray(task.action_low), np.asarray(task.action_high)
+    offset = 0.5 if task.action_decode == "bin_center" else 0.0
+    expected = low + (bins + offset) / N_BINS * (high - low)
+    return np.all(np.abs(action - expected) <= 1e-4 * (high - low), axis=-1)
 
 
 def load_session(onnx_path: str, threads: int = 1) -> tuple[ort.InferenceSession, Manifest]:
@@ -84,7 +141,7 @@ def load_session(onnx_path: str, threads: int = 1) -> tuple[ort.InferenceSession
 
 
 def verify(onnx_path: str, model: LRAM, steps: int = 10_000, robots: int = 4, seed: int = 0, env_id: str | None = None,
-           tolerance: float = FP32_LOGIT_TOL, window: int = 1000, progress: bool = False) -> VerifyReport:
+           atol: float = FP32_ATOL, rtol: float = FP32_RTOL, window: int = 1000, progress: bool = False) -> VerifyReport:
     session, manifest = load_session(onnx_path)
     if "logits" not in {o.name for o in session.get_outputs()}:
         raise VerifyError(f"{onnx_path} was exported without the logits output; re-export with logits to verify")
@@ -96,60 +153,51 @@ def verify(onnx_path: str, model: LRAM, steps: int = 10_000, robots: int = 4, se
     side = _Side(model, session, manifest, robots)
     env_id = env_id if env_id is not None else (model.task.name or None)
     notes: list[str] = []
-    sim_steps = steps // 2
     sources = []
     if env_id:
         try:
-            sources.append(("simulator", sim_steps, _SimulatorFeed(env_id, model, robots, seed)))
+            sources.append(("simulator", steps // 2, _SimulatorFeed(env_id, model, robots, seed)))
         except Exception as e:  # a missing simulator must not hide the adversarial half
             notes.append(f"simulator phase skipped: {e}")
     else:
         notes.append("simulator phase skipped: the checkpoint names no environment")
-    adv = steps - sum(s[1] for s in sources)
-    sources.append(("adversarial", adv, _AdversarialFeed(model, robots, rng)))
+    sources.append(("adversarial", steps - sum(s[1] for s in sources), _AdversarialFeed(model, robots, rng)))
 
     windows: list[Window] = []
-    total_diff, agree, count, t0 = 0.0, 0, 0, 0
+    t0 = 0
     bar = _progress(steps, progress)
     for phase, n, feed in sources:
-        diffs, agreements = [], []
+        checks = []
         for i in range(n):
             obs, rtg, prev_reward, first = feed.inputs()
-            lt, at, lo, ao = side.step(obs, rtg, prev_reward, first)
-            feed.advance(at)
-            d = float(np.abs(lt - lo).max())
-            same = _same_actions(at, ao, model)
-            diffs.append(d)
-            agreements.append(same)
-            if len(diffs) == window or i == n - 1:
-                windows.append(Window(phase, t0, len(diffs), max(diffs), float(np.mean(agreements))))
-                t0 += len(diffs)
-                total_diff = max(total_diff, max(diffs))
-                agree += int(np.sum(agreements))
-                count += int(np.size(agreements))
-                diffs, agreements = [], []
+            ref, res = side.step(obs, rtg, prev_reward, first)
+            feed.advance(side.model.decode(torch.from_numpy(ref)).numpy())
+            checks.append(compare_step(ref, res["logits"], res["action"], model.task, atol, rtol))
+            if len(checks) == window or i == n - 1:
+                windows.append(Window(phase, t0, len(checks), max(c.max_abs for c in checks),
+                                      max(c.excess for c in checks),
+                                      float(np.mean(np.concatenate([c.agree for c in checks]))),
+                                      sum(c.ties for c in checks)))
+                t0 += len(checks)
+                checks = []
             bar.update(1)
         notes += feed.notes()
     bar.close()
-    rate = agree / max(count, 1)
+    total = sum(w.steps for w in windows)
+    agreement = sum(w.action_agreement * w.steps for w in windows) / max(total, 1)
+    worst = max((w.worst_excess for w in windows), default=0.0)
     episodes = sum(getattr(f, "episodes", 0) for _, _, f in sources)
-    return VerifyReport(steps=steps, robots=robots, episodes=episodes, max_abs_logit_diff=total_diff,
-                        action_agreement=rate, tolerance=tolerance,
-                        passed=bool(total_diff <= tolerance and rate == 1.0), windows=windows, notes=notes)
+    return VerifyReport(steps=steps, robots=robots, episodes=episodes,
+                        max_abs_logit_diff=max((w.max_abs_logit_diff for w in windows), default=0.0),
+                        worst_excess=worst, action_agreement=agreement, near_ties=sum(w.near_ties for w in windows),
+                        atol=atol, rtol=rtol, passed=bool(worst <= 1.0 and agreement == 1.0), windows=windows,
+                        notes=notes)
 
 
 def _hash(model: LRAM) -> str:
     from lram.model.config import config_hash
 
     return config_hash(model.config, model.task)
-
-
-def _same_actions(a: np.ndarray, b: np.ndarray, model: LRAM) -> np.ndarray:
-    if model.task.action_kind == "discrete":
-        return a == b
-    # the graph decodes with float32 affine math: allow rounding, never a different bin
-    step = (np.asarray(model.task.action_high) - np.asarray(model.task.action_low)) / 256
-    return np.all(np.abs(a - b) < 0.25 * step, axis=-1)
 
 
 def _progress(total: int, enabled: bool):

@@ -36,7 +36,7 @@ class ImpalaEncoder(nn.Module):
         self.linear = nn.Sequential(nn.Linear(32 * 8 * 8, hidden), nn.ReLU())
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        x = frames.to(torch.float32).permute(0, 3, 1, 2) / 255.0
+        x = frames.to(self.linear[0].weight.dtype).permute(0, 3, 1, 2) / 255.0
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         x = torch.relu(self.cnn(x))

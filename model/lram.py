@@ -46,10 +46,10 @@ class LRAM(nn.Module):
         """obs [N, D] (state) or [N, 64, 64, C] uint8 (image) -> [N, H]."""
         if self.task.obs_kind == "image":
             return self.embed_image(obs)
-        return self.embed_state(pad_states(obs, MAX_STATE_DIM))
+        return self.embed_state(pad_states(obs, MAX_STATE_DIM).to(self.embed_state.weight.dtype))
 
     def embed_scalar(self, layer: nn.Linear, raw: torch.Tensor) -> torch.Tensor:
-        return layer((raw.to(torch.float32) / self.task.reward_scale).unsqueeze(-1))
+        return layer((raw.to(layer.weight.dtype) / self.task.reward_scale).unsqueeze(-1))
 
     def head(self, h: torch.Tensor) -> torch.Tensor:
         return self.action_net(h).unflatten(-1, (MAX_ACTION_DIMS, VOCAB))

@@ -32,8 +32,7 @@ def test_parity_with_pytorch_step(tmp_path, make, name, kind):
     report = verify(str(path), model, steps=steps, robots=3, env_id="", window=steps // 2)
     assert report.passed, report
     assert report.max_abs_logit_diff <= 1e-4 and report.action_agreement == 1.0
-    # the run is not vacuous: logits move and depend on the input
-    assert report.max_abs_logit_diff > 0
+    assert report.max_abs_logit_diff > 0  # fp32 against float64: never bit-equal, so the comparison ran
 
 
 def test_step_graph_matches_the_parallel_forward(make):
@@ -75,7 +74,7 @@ def test_verify_catches_a_wrong_graph(tmp_path, make):
     big.CopyFrom(onnx.numpy_helper.from_array(arr.astype(np.float32), big.name))
     onnx.save(proto, path)
     report = verify(str(path), model, steps=40, robots=2, env_id="", window=40)
-    assert not report.passed and report.max_abs_logit_diff > 1e-4
+    assert not report.passed and report.max_abs_logit_diff > 1e-4 and report.worst_excess > 1
 
 
 def _run(sess, feeds_seq, state):
