@@ -141,8 +141,9 @@ def _fmt(d: dict) -> str:
 @click.command()
 @click.argument("checkpoint", required=False, type=click.Path())
 @click.option("--preset", "preset_name", default=None, help="Describe a size preset instead of a checkpoint.")
-@click.option("--encoders", default="state", show_default=True,
-              help="With --preset: observation encoders (state, image or state,image).")
+@click.option("--encoders", default="state,image", show_default=True,
+              help="With --preset: observation encoders (state, image or state,image; the paper's multi-domain "
+                   "models have both).")
 @click.option("--json", "as_json", is_flag=True)
 def info(checkpoint, preset_name, encoders, as_json):
     """Config, parameter count and recurrent state size of a checkpoint or a preset."""
@@ -192,3 +193,6 @@ def info(checkpoint, preset_name, encoders, as_json):
         return
     for name, d in results.items():
         click.echo(f"preset {name}:\n{_fmt(d)}")
+    click.echo("  (the reference training code's checkpoints also carry heads it never uses at inference: "
+               "embed_timestep, embed_action_disc, predict_state/return/reward; they are not counted here and "
+               "are dropped on loading)")
