@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
 MAX_STATE_DIM = 204  # low-dimensional states are zero-padded to this
 N_DISCRETE = 18  # discrete action tokens 0..17

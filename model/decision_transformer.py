@@ -27,8 +27,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from .action_head import decode_logits
-from .config import MAX_ACTION_DIMS, MAX_STATE_DIM, VOCAB, ConfigError, TaskSpec
-from .encoders import ImpalaEncoder, pad_states
+from .config import MAX_ACTION_DIMS, VOCAB, ConfigError, TaskSpec
+from .tokens import TokenEmbedding
 
 TOKENS_PER_STEP = 3
 # name -> (layers, dim, heads); the spec's "Transformer baseline (GPT-2)" column, tiny matches the LRAM tiny.
@@ -139,57 +139,28 @@ class GPT2Block(nn.Module):
         return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
 
 
-class DecisionTransformer(nn.Module):
+class DecisionTransformer(TokenEmbedding):
     def __init__(self, config: DTConfig, task: TaskSpec):
-        super().__init__()
-        if task.obs_kind not in config.encoders:
-            raise ConfigError(f"task observes {task.obs_kind!r} but the model has encoders {config.encoders}")
-        self.config, self.task = config, task
+        super().__init__(config, task)
         H = config.embedding_dim
-        if "image" in config.encoders:
-            self.embed_image = ImpalaEncoder(H)
-        if "state" in config.encoders:
-            self.embed_state = nn.Linear(MAX_STATE_DIM, H)
-        self.embed_return = nn.Linear(1, H)
-        self.embed_rewards = nn.Linear(1, H)
-        self.embed_ln = nn.LayerNorm(H)
         self.blocks = nn.ModuleList(GPT2Block(config) for _ in range(config.num_layers))
         self.ln_f = nn.LayerNorm(H)
         self.action_net = nn.Sequential(nn.Linear(H, VOCAB * MAX_ACTION_DIMS))
 
-    # ---- embeddings (as the LRAM's) -------------------------------------------------------------------------
-    def embed_obs(self, obs):
-        if self.task.obs_kind == "image":
-            return self.embed_image(obs)
-        return self.embed_state(pad_states(obs, MAX_STATE_DIM))
-
-    def embed_scalar(self, layer, raw):
-        return layer((raw.to(torch.float32) / self.task.reward_scale).unsqueeze(-1))
-
     def head(self, h):
         return self.action_net(self.ln_f(h)).unflatten(-1, (MAX_ACTION_DIMS, VOCAB))
-
-    def parameter_count(self) -> int:
-        return sum(p.numel() for p in self.parameters())
 
     def decode(self, logits):
         return decode_logits(logits, self.task)
 
     # ---- parallel form ---------------------------------------------------------------------------------------
-    def _tokens(self, obs, rtg, rewards):
-        B, T = rtg.shape
-        s = self.embed_obs(obs.flatten(0, 1)).unflatten(0, (B, T))
-        R = self.embed_scalar(self.embed_return, rtg)
-        r = self.embed_scalar(self.embed_rewards, rewards)
-        return self.embed_ln(torch.stack([s, R, r], dim=2).flatten(1, 2))  # [B, 3T, H]: s0 R0 r0 s1 R1 r1 ...
-
     @torch.no_grad()
     def forward(self, obs, rtg, rewards, cache: KVCache | None = None, query_chunk: int = 768):
         """obs [B, T, ...], rtg/rewards [B, T] raw -> logits [B, T, 8, 274] read at R_t; every token attends to
         the last ``3 * window`` tokens (the cache's window when one is given). With ``cache`` (empty, batch B)
         the keys and values of the last window are left in it so that ``step`` continues the sequence (the
         final r_{T-1} token is not consumed: the next ``step`` brings it as its ``prev_reward``)."""
-        x = self._tokens(obs, rtg, rewards)
+        x = self.embed_sequence(obs, rtg, rewards)
         if cache is not None:
             if cache.tokens:
                 raise ValueError("forward() fills an empty cache only; call cache.reset() first")

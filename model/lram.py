@@ -15,24 +15,14 @@ from torch import nn
 
 from .action_head import decode_logits
 from .backbone import Backbone
-from .config import MAX_ACTION_DIMS, MAX_STATE_DIM, VOCAB, ConfigError, LRAMConfig, TaskSpec
-from .encoders import ImpalaEncoder, pad_states
+from .config import MAX_ACTION_DIMS, VOCAB, LRAMConfig, TaskSpec
+from .tokens import TokenEmbedding
 
 
-class LRAM(nn.Module):
+class LRAM(TokenEmbedding):
     def __init__(self, config: LRAMConfig, task: TaskSpec):
-        super().__init__()
-        if task.obs_kind not in config.encoders:
-            raise ConfigError(f"task observes {task.obs_kind!r} but the model has encoders {config.encoders}")
-        self.config, self.task = config, task
+        super().__init__(config, task)
         H = config.embedding_dim
-        if "image" in config.encoders:
-            self.embed_image = ImpalaEncoder(H)
-        if "state" in config.encoders:
-            self.embed_state = nn.Linear(MAX_STATE_DIM, H)
-        self.embed_return = nn.Linear(1, H)
-        self.embed_rewards = nn.Linear(1, H)
-        self.embed_ln = nn.LayerNorm(H)
         self.encoder = Backbone(config)
         for block in self.encoder.layers.blocks:
             if hasattr(block.xlstm, "mlstm_cell"):
@@ -41,28 +31,13 @@ class LRAM(nn.Module):
                 block.xlstm.mlstm_cell.causal_mask = None
         self.action_net = nn.Sequential(nn.Linear(H, VOCAB * MAX_ACTION_DIMS))
 
-    # ---- token embeddings -------------------------------------------------------------------------------
-    def embed_obs(self, obs: torch.Tensor) -> torch.Tensor:
-        """obs [N, D] (state) or [N, 64, 64, C] uint8 (image) -> [N, H]."""
-        if self.task.obs_kind == "image":
-            return self.embed_image(obs)
-        return self.embed_state(pad_states(obs, MAX_STATE_DIM).to(self.embed_state.weight.dtype))
-
-    def embed_scalar(self, layer: nn.Linear, raw: torch.Tensor) -> torch.Tensor:
-        return layer((raw.to(layer.weight.dtype) / self.task.reward_scale).unsqueeze(-1))
-
     def head(self, h: torch.Tensor) -> torch.Tensor:
         return self.action_net(h).unflatten(-1, (MAX_ACTION_DIMS, VOCAB))
 
     # ---- parallel form ------------------------------------------------------------------------------------
     def forward(self, obs: torch.Tensor, rtg: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
         """obs [B, T, ...], rtg [B, T], rewards [B, T] (raw units) -> logits [B, T, 8, 274] read at R_t."""
-        B, T = rtg.shape
-        s = self.embed_obs(obs.flatten(0, 1)).unflatten(0, (B, T))
-        R = self.embed_scalar(self.embed_return, rtg)
-        r = self.embed_scalar(self.embed_rewards, rewards)
-        tokens = self.embed_ln(torch.stack([s, R, r], dim=2).flatten(1, 2))  # [B, 3T, H]
-        h = self.encoder(tokens)
+        h = self.encoder(self.embed_sequence(obs, rtg, rewards))
         return self.head(h[:, 1::3])
 
     # ---- recurrent form ----------------------------------------------------------------------------------
@@ -104,9 +79,6 @@ class LRAM(nn.Module):
 
     def decode(self, logits: torch.Tensor) -> torch.Tensor:
         return decode_logits(logits, self.task)
-
-    def parameter_count(self) -> int:
-        return sum(p.numel() for p in self.parameters())
 
 
 def _batch_axis(key: str) -> int:
