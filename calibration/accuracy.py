@@ -86,12 +86,28 @@ def _bins(action, spec):
 
 def _state_error(ref_state: dict, cand_state: dict) -> float:
     """max over state tensors of ||cand - ref|| / ||ref|| (inf when cand is non-finite). A norm ratio, not an
-    elementwise one: single near-zero entries (an sLSTM h close to 0) would otherwise dominate."""
+    elementwise one: single near-zero entries (an sLSTM h close to 0) would otherwise dominate.
+
+    The stabiliser m is a free scale: (C, n, m) and (C e^d, n e^d, m - d) are the same memory (the outputs
+    are invariant), and reduced precision may well settle on another m. So the memories (mLSTM C, n; sLSTM
+    c, n) are compared after moving the candidate onto the reference's stabiliser, and m itself is not
+    compared: only what the outputs can see counts as divergence."""
+    def part(key):
+        block, _, name = key.rpartition(".")
+        return block, name
+
     worst = 0.0
     for k, r in ref_state.items():
         c = cand_state[k]
         if not np.isfinite(c).all():
             return float("inf")
+        block, name = part(k)
+        if name == "m":
+            continue
+        m_key = f"{block}.m"
+        if name in ("C", "n", "c") and m_key in ref_state:
+            shift = np.exp(np.clip(cand_state[m_key] - ref_state[m_key], -80.0, 80.0))
+            c = c * shift.reshape(shift.shape + (1,) * (c.ndim - shift.ndim))
         scale = float(np.linalg.norm(r))
         err = float(np.linalg.norm(c - r))
         worst = max(worst, err / scale if scale > 1e-6 else err)
@@ -265,7 +281,7 @@ def gate(report: dict, tolerance_points: float = DEFAULTS["tolerance_points"],
     failures = []
     cl = report["closed_loop"]
     drop = cl["drop_points"]
-    if drop > tolerance_points:
+    if drop > tolerance_points + 1e-9:  # success rates are fractions: 75% - 70% is 5.000000000000001 points
         failures.append(f"closed-loop success dropped {drop:.1f} points (FP32 {100 * cl['fp32_success_rate']:.1f}%, "
                         f"{report.get('precision', 'candidate')} {100 * cl['candidate_success_rate']:.1f}%; "
                         f"tolerance {tolerance_points:g})")

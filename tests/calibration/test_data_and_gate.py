@@ -111,3 +111,25 @@ def test_cli_int8_with_foreign_data_is_a_clear_error(fp32_graph, calib, tmp_path
     r = CliRunner().invoke(calibrate, [str(fp32_graph), "--precision", "int8", "--data", str(data), "-o",
                                        str(tmp_path / "q.onnx")])
     assert r.exit_code != 0 and "another model" in r.output
+
+
+def test_state_error_ignores_the_stabiliser_scale_but_not_real_drift():
+    """(C, n, m) and (C e^-d, n e^-d, m + d) are the same memory: not divergence. A changed memory is."""
+    import numpy as np
+
+    from lram.calibration.accuracy import _state_error
+
+    rng = np.random.default_rng(0)
+    ref = {"state_in.0.C": rng.standard_normal((2, 4, 8, 8)), "state_in.0.n": rng.standard_normal((2, 4, 8, 1)),
+           "state_in.0.m": rng.standard_normal((2, 4, 1, 1)), "state_in.1.h": rng.standard_normal((2, 16)),
+           "state_in.1.c": rng.standard_normal((2, 16)), "state_in.1.n": rng.random((2, 16)) + 0.5,
+           "state_in.1.m": rng.standard_normal((2, 16))}
+    d0, d1 = rng.standard_normal((2, 4, 1, 1)) * 3, rng.standard_normal((2, 16)) * 3
+    same = dict(ref)
+    same["state_in.0.C"], same["state_in.0.n"] = ref["state_in.0.C"] * np.exp(-d0), ref["state_in.0.n"] * np.exp(-d0)
+    same["state_in.0.m"] = ref["state_in.0.m"] + d0
+    same["state_in.1.c"], same["state_in.1.n"] = ref["state_in.1.c"] * np.exp(-d1), ref["state_in.1.n"] * np.exp(-d1)
+    same["state_in.1.m"] = ref["state_in.1.m"] + d1
+    assert _state_error(ref, same) < 1e-9
+    drifted = dict(same, **{"state_in.0.C": same["state_in.0.C"] * 1.5})
+    assert _state_error(ref, drifted) > 0.4
