@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .graph import GraphError, load, manifest_of, save_with_manifest, weight_matmuls, with_precision
+from .graph import GraphError, load, manifest_of, replace_nodes, save_with_manifest, weight_matmuls, with_precision
 
 FP16_MAX = 65504.0
 
@@ -62,12 +62,7 @@ def convert_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict]:
         mid = m.output + "__fp16"
         new_nodes.append(helper.make_node("MatMul", [cast_in[m.activation], w16[m.weight]], [mid], name=m.node + "_fp16"))
         new_nodes.append(helper.make_node("Cast", [mid], [m.output], to=TensorProto.FLOAT, name=f"{m.node}/cast_out_fp32"))
-    del g.node[:]
-    g.node.extend(new_nodes)
-    used = {t for n in g.node for t in n.input}
-    keep = [i for i in g.initializer if i.name in used]
-    del g.initializer[:]
-    g.initializer.extend(keep)
+    replace_nodes(g, new_nodes)
     info = {
         "converted_matmuls": len(chosen),
         "kept_fp32_matmuls": [m.node for m in mms if m.recurrent],

@@ -143,6 +143,16 @@ def weight_matmuls(model: onnx.ModelProto) -> list[WeightMatMul]:
     return found
 
 
+def replace_nodes(graph: onnx.GraphProto, nodes: list) -> None:
+    """Swap in a rewritten node list and drop the initializers no node reads any more."""
+    del graph.node[:]
+    graph.node.extend(nodes)
+    used = {t for n in graph.node for t in n.input}
+    keep = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+
+
 def graph_bytes(model: onnx.ModelProto) -> int:
     return sum(numpy_helper.to_array(i).nbytes for i in model.graph.initializer)
 

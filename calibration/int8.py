@@ -30,7 +30,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .graph import GraphError, WeightMatMul, load, manifest_of, save_with_manifest, weight_matmuls, with_precision
+from .graph import GraphError, WeightMatMul, load, manifest_of, replace_nodes, save_with_manifest, weight_matmuls, with_precision
 from .record import CalibrationSet
 
 MODES = ("static", "weights")
@@ -133,12 +133,7 @@ def quantize_weights_only(model: onnx.ModelProto, min_elements: int = MIN_WEIGHT
         if m is not None:
             node = helper.make_node("MatMul", [m.activation, done[m.weight]], [m.output], name=m.node)
         nodes.append(node)
-    del g.node[:]
-    g.node.extend(nodes)
-    used = {t for n in g.node for t in n.input}
-    keep = [i for i in g.initializer if i.name in used]
-    del g.initializer[:]
-    g.initializer.extend(keep)
+    replace_nodes(g, nodes)
     info = {"mode": "weights", "quantized_matmuls": len(chosen), "fp32_matmuls": [m.node for m in left],
             "int8_weight_elements": int(sum(m.elements for m in chosen))}
     return out, info
