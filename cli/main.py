@@ -21,6 +21,34 @@ COMMANDS = {
 }
 
 
+# Third-party modules a command may need, and the extra that brings each: a robot installs only [runtime].
+EXTRA_OF = {"torch": "export", "xlstm": "export", "onnx": "export", "onnxscript": "export",
+            "safetensors": "export", "yaml": "export", "gymnasium": "sim", "metaworld": "sim", "mujoco": "sim",
+            "onnxruntime": "runtime", "matplotlib": "runtime", "tensorrt": "tensorrt", "cuda": "tensorrt"}
+
+
+def _missing_dependency(command: str, module: str) -> click.ClickException:
+    extra = EXTRA_OF.get(module.split(".")[0], "dev")
+    return click.ClickException(f"'lram {command}' needs {module}, which is not installed here. "
+                                f"Install the matching extra, e.g. pip install 'lram-deploy[{extra}]'.")
+
+
+def _guard_imports(command: click.Command, name: str) -> click.Command:
+    """Commands import their heavy dependencies when they run: turn a missing one into a clear message."""
+    invoke = command.invoke
+
+    def guarded(ctx):
+        try:
+            return invoke(ctx)
+        except ModuleNotFoundError as e:
+            if e.name and e.name.split(".")[0] in EXTRA_OF:
+                raise _missing_dependency(name, e.name) from None
+            raise
+
+    command.invoke = guarded
+    return command
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx):
         return sorted(COMMANDS)
@@ -31,16 +59,16 @@ class LazyGroup(click.Group):
             return None
         module, attr = target.split(":")
         try:
-            return getattr(importlib.import_module(module), attr)
+            return _guard_imports(getattr(importlib.import_module(module), attr), name)
         except ImportError as e:
             missing = getattr(e, "name", None) or str(e)
 
-            @click.command(name=name, help=f"(unavailable: {missing} is not installed)")
-            def unavailable():
-                raise click.ClickException(
-                    f"'lram {name}' needs {missing}, which is not installed here. "
-                    "Install the matching extra, e.g. pip install 'lram-deploy[export]'."
-                )
+            @click.command(name=name, help=f"(unavailable: {missing} is not installed)",
+                           context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                             "help_option_names": []})
+            @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+            def unavailable(args):
+                raise _missing_dependency(name, missing)
 
             return unavailable
 
