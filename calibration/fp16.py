@@ -24,7 +24,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .graph import GraphError, load, manifest_of, replace_nodes, save_with_manifest, weight_matmuls, with_precision
+from .graph import (GraphError, load_fp32_standard, manifest_of, replace_nodes, save_with_manifest, weight_matmuls,
+                    with_precision)
 
 FP16_MAX = 65504.0
 
@@ -73,12 +74,7 @@ def convert_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict]:
 
 def write_fp16(src: str | Path, dst: str | Path) -> dict:
     """Convert the graph at ``src`` and write it (with its manifest, precision "fp16") to ``dst``."""
-    model = load(src)
-    manifest = manifest_of(model)
-    if manifest.precision != "fp32":
-        raise GraphError(f"{src} is already {manifest.precision}; convert the FP32 graph")
-    if manifest.flavour != "standard":
-        raise GraphError(f"{src} is the {manifest.flavour!r} flavour; precision passes take the standard graph")
+    model, manifest = load_fp32_standard(src, "convert")
     conv, info = convert_fp16(model)
     save_with_manifest(conv, dst, with_precision(manifest, "fp16"),
                        extra={"calibration": {"precision": "fp16", "source": Path(src).name, **info}})

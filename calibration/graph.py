@@ -143,6 +143,17 @@ def weight_matmuls(model: onnx.ModelProto) -> list[WeightMatMul]:
     return found
 
 
+def load_fp32_standard(path: str | Path, verb: str) -> tuple[onnx.ModelProto, Manifest]:
+    """The graph a precision pass starts from: the exporter's FP32 standard flavour, and its manifest."""
+    model = load(path)
+    manifest = manifest_of(model)
+    if manifest.precision != "fp32":
+        raise GraphError(f"{path} is already {manifest.precision}; {verb} the FP32 graph")
+    if manifest.flavour != "standard":
+        raise GraphError(f"{path} is the {manifest.flavour!r} flavour; precision passes take the standard graph")
+    return model, manifest
+
+
 def replace_nodes(graph: onnx.GraphProto, nodes: list) -> None:
     """Swap in a rewritten node list and drop the initializers no node reads any more."""
     del graph.node[:]

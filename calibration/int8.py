@@ -30,7 +30,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .graph import GraphError, WeightMatMul, load, manifest_of, replace_nodes, save_with_manifest, weight_matmuls, with_precision
+from .graph import (GraphError, WeightMatMul, load_fp32_standard, replace_nodes, save_with_manifest, weight_matmuls,
+                    with_precision)
 from .record import CalibrationSet
 
 MODES = ("static", "weights")
@@ -143,12 +144,7 @@ def write_int8(src: str | Path, dst: str | Path, cs: CalibrationSet | None, mode
     """Quantise the graph at ``src`` and write it (manifest precision "int8") to ``dst``."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    model = load(src)
-    manifest = manifest_of(model)
-    if manifest.precision != "fp32":
-        raise GraphError(f"{src} is already {manifest.precision}; quantise the FP32 graph")
-    if manifest.flavour != "standard":
-        raise GraphError(f"{src} is the {manifest.flavour!r} flavour; precision passes take the standard graph")
+    model, manifest = load_fp32_standard(src, "quantise")
     if mode == "static":
         if cs is None:
             raise GraphError("static INT8 needs calibration data")
