@@ -47,7 +47,7 @@ def _names(text: str | None):
 def bench(quick, presets, batches, positions, contexts, group_seconds, no_sequential, out_dir, from_report, no_plots,
           baseline, write_baseline, tolerance, inject_slowdown):
     """Benchmark one environment step side by side (one thread, interleaved rounds, medians)."""
-    from lram.export import bench_gate, bench_latency, bench_report
+    from lram.bench import gate as bench_gate, latency as bench_latency, report as bench_report
 
     overrides = {k: v for k, v in {"presets": _names(presets), "batches": _ints(batches),
                                    "positions": _ints(positions), "contexts": _ints(contexts),

@@ -20,7 +20,7 @@ import click
 @click.option("-v", "--verbose", is_flag=True, help="TensorRT verbose log")
 def compile_(model, output, plugins, max_batch, opt_batch, check, workspace_mb, verbose):
     """Compile the step graph MODEL.onnx into a TensorRT engine (+ its manifest)."""
-    from lram.export import tensorrt_build as tb
+    from lram.compile import tensorrt_build as tb
     from lram.runtime.manifest import ManifestError
 
     try:

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from lram.export.bench_latency import (BENCH_TASK, BenchConfig, DTStepper, EagerStepper, OrtStepper,
+from lram.bench.latency import (BENCH_TASK, BenchConfig, DTStepper, EagerStepper, OrtStepper,
                                        make_models)
-from lram.export.bench_memory import BandwidthProbe
+from lram.bench.memory import BandwidthProbe
 from lram.export.onnx_export import export_onnx
 
 PRESETS = ["tiny", "16M"]

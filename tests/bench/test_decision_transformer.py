@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from lram.model.config import ConfigError
-from lram.model.decision_transformer import (DT_SIZES, KVCache, dt_preset, kv_cache_bytes,
+from lram.bench.transformer import (DT_SIZES, KVCache, dt_preset, kv_cache_bytes,
                                              make_decision_transformer)
 
 

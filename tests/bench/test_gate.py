@@ -6,8 +6,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from lram.export import bench_gate as g
-from lram.export.bench_latency import direction, slowed
+from lram.bench import gate as g
+from lram.bench.latency import direction, slowed
 
 
 def _baseline(tol=0.3, **entries):

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import json
 
-from lram.export.bench_latency import SCHEMA, BenchConfig, quick_config
-from lram.export.bench_report import markdown, write_outputs
-from lram.model.decision_transformer import dt_preset, kv_cache_bytes
+from lram.bench.latency import SCHEMA, BenchConfig, quick_config
+from lram.bench.report import markdown, write_outputs
+from lram.bench.transformer import dt_preset, kv_cache_bytes
 
 
 def test_report_has_every_measurement(tiny_report):

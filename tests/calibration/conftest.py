@@ -79,7 +79,7 @@ def int8_graph(fp32_graph, calib):
 
 def run_side_by_side(path_a, path_b, calib, steps=200):
     """Both graphs fed the recorded inputs in a loop, each carrying its own state: (max logit diff, max rel state err)."""
-    from lram.calibration.bench import session
+    from lram.bench.precision import session
 
     sa, sb = session(path_a), session(path_b)
     names = [o.name for o in sa.get_outputs()]

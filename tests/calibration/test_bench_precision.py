@@ -3,7 +3,7 @@ Runtime, batch 1, one thread, for the tiny and the 16M size (perturbed weights; 
 
 Runs only with ``--benchmark-enable`` (building the 16M graphs takes ~30 s); no timed asserts:
     .venv/bin/python -m pytest tests/calibration/test_bench_precision.py --benchmark-enable
-The same table from the command line: python -m lram.calibration.bench A.onnx B.onnx ...
+The same table from the command line: python -m lram.bench.precision A.onnx B.onnx ...
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def graphs(request, tmp_path_factory):
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8", "int8w"])
 def test_step_latency(benchmark, graphs, precision):
-    from lram.calibration.bench import feeds_for, session
+    from lram.bench.precision import feeds_for, session
 
     size, d = graphs
     path = d / f"{precision}.onnx"

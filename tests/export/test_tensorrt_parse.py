@@ -4,7 +4,7 @@ import importlib.util
 import pytest
 
 from lram.export.onnx_export import export_onnx
-from lram.export.tensorrt_build import check_graph
+from lram.compile.tensorrt_build import check_graph
 from lram.runtime.manifest import Manifest, sidecar_path
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("tensorrt_rtx") is None,

@@ -10,7 +10,7 @@ onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from lram.cli.compile_commands import compile_  # noqa: E402
-from lram.export import tensorrt_build as tb  # noqa: E402
+from lram.compile import tensorrt_build as tb  # noqa: E402
 
 HAS_RTX = importlib.util.find_spec("tensorrt_rtx") is not None
 

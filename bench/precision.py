@@ -1,6 +1,6 @@
 """CPU latency and size on disk of step graphs (FP32 / FP16 / INT8) on ONNX Runtime, batch 1, one thread.
 
-``python -m lram.calibration.bench A.onnx B.onnx ...`` prints a table; ``bench_graph`` is what the
+``python -m lram.bench.precision A.onnx B.onnx ...`` prints a table; ``bench_graph`` is what the
 pytest-benchmark file and the accuracy report use. Inputs are the graph's own shapes with a non-zero state
 (a zero state can take faster paths in some kernels), ``first`` False.
 """
@@ -68,7 +68,7 @@ def table(rows: list[dict], base: dict | None = None) -> str:
 def main(argv=None) -> int:
     paths = (argv if argv is not None else sys.argv[1:])
     if not paths:
-        print("usage: python -m lram.calibration.bench A.onnx [B.onnx ...]  (first is the baseline)")
+        print("usage: python -m lram.bench.precision A.onnx [B.onnx ...]  (first is the baseline)")
         return 2
     rows = [bench_graph(p) for p in paths]
     print(table(rows))

@@ -35,7 +35,7 @@ import numpy as np
 
 from lram.runtime.latency import summarize
 
-from .bench_memory import BandwidthProbe, floor_seconds, onnx_weight_bytes, peak_rss_bytes
+from .memory import BandwidthProbe, floor_seconds, onnx_weight_bytes, peak_rss_bytes
 
 SCHEMA = "lram-bench/1"
 BENCH_TASK = dict(obs_kind="state", obs_shape=(39,), action_kind="continuous", action_dim=4,
@@ -272,7 +272,7 @@ def make_models(name: str, cfg: BenchConfig):
     import torch
 
     from lram.model.config import TaskSpec, preset
-    from lram.model.decision_transformer import make_decision_transformer
+    from lram.bench.transformer import make_decision_transformer
     from lram.model.lram import LRAM
 
     task = TaskSpec(**BENCH_TASK)
@@ -311,7 +311,7 @@ def run_bench(cfg: BenchConfig, progress: Callable | None = print, command: str 
     import torch
 
     from lram.export.onnx_export import export_onnx
-    from lram.model.decision_transformer import kv_cache_bytes
+    from lram.bench.transformer import kv_cache_bytes
 
     torch.set_num_threads(1)
     log = progress or (lambda *_: None)
@@ -381,7 +381,7 @@ def _advance_curve(times: np.ndarray, positions) -> dict:
 
 def _bench_batch(name, B, cfg, lram, dt, chunk_path, seq_path, snaps, weight_bytes, state_bytes, probe, bw_all,
                  report, log) -> dict:
-    from lram.model.decision_transformer import kv_cache_bytes
+    from lram.bench.transformer import kv_cache_bytes
 
     key = f"{name}.b{B}"
     out = {"state_bytes": B * state_bytes,

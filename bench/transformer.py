@@ -26,9 +26,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .action_head import decode_logits
-from .config import MAX_ACTION_DIMS, VOCAB, ConfigError, TaskSpec
-from .tokens import TokenEmbedding
+from lram.model.action_head import decode_logits
+from lram.model.config import MAX_ACTION_DIMS, VOCAB, ConfigError, TaskSpec
+from lram.model.tokens import TokenEmbedding
 
 TOKENS_PER_STEP = 3
 # name -> (layers, dim, heads); the spec's "Transformer baseline (GPT-2)" column, tiny matches the LRAM tiny.
