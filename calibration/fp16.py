@@ -24,19 +24,19 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .graph import (GraphError, load_fp32_standard, manifest_of, replace_nodes, save_with_manifest, weight_matmuls,
-                    with_precision)
+from lram.runtime.manifest import Manifest
+
+from .graph import GraphError, load_fp32_standard, replace_nodes, save_with_manifest, weight_matmuls, with_precision
 
 FP16_MAX = 65504.0
 
 
-def convert_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict]:
+def convert_fp16(model: onnx.ModelProto, manifest: Manifest) -> tuple[onnx.ModelProto, dict]:
     """Return (converted copy, info). ``model`` is not modified."""
-    manifest_of(model)  # an lram step graph, or a clear error
     out = onnx.ModelProto()
     out.CopyFrom(model)
     g = out.graph
-    mms = weight_matmuls(out)
+    mms = weight_matmuls(out, manifest)
     chosen = {m.index: m for m in mms if not m.recurrent}
     if not chosen:
         raise GraphError("no weight MatMul off the state recurrence to convert")
@@ -75,7 +75,7 @@ def convert_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict]:
 def write_fp16(src: str | Path, dst: str | Path) -> dict:
     """Convert the graph at ``src`` and write it (with its manifest, precision "fp16") to ``dst``."""
     model, manifest = load_fp32_standard(src, "convert")
-    conv, info = convert_fp16(model)
+    conv, info = convert_fp16(model, manifest)
     save_with_manifest(conv, dst, with_precision(manifest, "fp16"),
                        extra={"calibration": {"precision": "fp16", "source": Path(src).name, **info}})
     return info

@@ -2,17 +2,16 @@
 
 - ``weight_matmuls``: the MatMuls whose second input is a constant float initializer (the projections, gate
   projections, FFN and head: the bytes of the model), each marked ``recurrent`` when it lies on a block's own
-  state recurrence (state_in.<b>.{C,n,m,h,c} -> ... -> state_out.<b>.{same}); today that is the sLSTM
-  recurrent kernel h @ R. The conv parts are shift registers of past inputs, not a recurrence, and do not count.
+  state recurrence (from a block's recurrent state inputs to the same block's recurrent state outputs, as the
+  manifest declares them); today that is the sLSTM recurrent kernel h @ R. Conv windows are shift registers
+  of past inputs, not a recurrence, and do not count.
 - ``save_with_manifest``: write a converted graph with its manifest (``precision`` updated) embedded and in
-  the sidecar, atomically, and check it with the ONNX checker.
+  the sidecar, atomically (runtime.model_files.write_artifact), and check it with the ONNX checker.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +20,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from lram.runtime.manifest import METADATA_KEY, Manifest, ManifestError, sidecar_path
-
-RECURRENT_PARTS = ("C", "n", "m", "h", "c")  # per-block state parts carried through the cell recurrence
-STATE_IN, STATE_OUT = "state_in.", "state_out."
+from lram.runtime.manifest import Manifest, ManifestError
+from lram.runtime.model_files import embed_manifest, read_manifest, write_artifact
 
 
 class GraphError(ValueError):
@@ -50,28 +47,13 @@ def load(path: str | Path) -> onnx.ModelProto:
         raise GraphError(f"{path}: not a readable ONNX graph ({e})") from None
 
 
-def manifest_of(model: onnx.ModelProto) -> Manifest:
-    meta = {p.key: p.value for p in model.metadata_props}
-    if METADATA_KEY not in meta:
-        raise GraphError(f"the graph carries no '{METADATA_KEY}' metadata: not an lram step graph")
-    return Manifest.from_json(meta[METADATA_KEY])
-
-
-def read_manifest_file(path: str | Path) -> Manifest:
-    """The manifest of a graph file (embedded copy, else sidecar), via the runtime's reader."""
-    from lram.runtime.model_files import read_manifest
-
-    m = onnx.load(str(path), load_external_data=False)
-    return read_manifest(path, {p.key: p.value for p in m.metadata_props})
-
-
 def _initializers(model: onnx.ModelProto) -> dict:
     return {i.name: i for i in model.graph.initializer}
 
 
-def recurrent_nodes(model: onnx.ModelProto) -> set:
-    """Indices of nodes on some block's own recurrence: descendants of state_in.<b>.<rec part> that are also
-    ancestors of state_out.<b>.<rec part>, for the same block b."""
+def recurrent_nodes(model: onnx.ModelProto, manifest: Manifest) -> set:
+    """Indices of nodes on some block's own recurrence: descendants of the block's recurrent state inputs that
+    are also ancestors of the same block's recurrent state outputs."""
     nodes = model.graph.node
     # tensor -> consumer node ids ; node id -> output tensors ; tensor -> producer node id
     consumers = defaultdict(list)
@@ -83,16 +65,10 @@ def recurrent_nodes(model: onnx.ModelProto) -> set:
         for t in n.output:
             producer[t] = i
     blocks = defaultdict(lambda: ([], []))
-    for v in model.graph.input:
-        if v.name.startswith(STATE_IN):
-            b, _, part = v.name[len(STATE_IN):].partition(".")
-            if part in RECURRENT_PARTS:
-                blocks[b][0].append(v.name)
-    for v in model.graph.output:
-        if v.name.startswith(STATE_OUT):
-            b, _, part = v.name[len(STATE_OUT):].partition(".")
-            if part in RECURRENT_PARTS:
-                blocks[b][1].append(v.name)
+    for spec in manifest.state:
+        if spec.recurrent:
+            blocks[spec.block][0].append(spec.input)
+            blocks[spec.block][1].append(spec.output)
 
     def descendants(tensors):
         seen, stack = set(), list(tensors)
@@ -125,9 +101,9 @@ def recurrent_nodes(model: onnx.ModelProto) -> set:
     return out
 
 
-def weight_matmuls(model: onnx.ModelProto) -> list[WeightMatMul]:
+def weight_matmuls(model: onnx.ModelProto, manifest: Manifest) -> list[WeightMatMul]:
     inits = _initializers(model)
-    rec = recurrent_nodes(model)
+    rec = recurrent_nodes(model, manifest)
     found = []
     for i, n in enumerate(model.graph.node):
         if n.op_type != "MatMul" or len(n.input) != 2 or n.input[1] not in inits:
@@ -146,7 +122,7 @@ def weight_matmuls(model: onnx.ModelProto) -> list[WeightMatMul]:
 def load_fp32_standard(path: str | Path, verb: str) -> tuple[onnx.ModelProto, Manifest]:
     """The graph a precision pass starts from: the exporter's FP32 standard flavour, and its manifest."""
     model = load(path)
-    manifest = manifest_of(model)
+    manifest = read_manifest(path)
     if manifest.precision != "fp32":
         raise GraphError(f"{path} is already {manifest.precision}; {verb} the FP32 graph")
     if manifest.flavour != "standard":
@@ -177,30 +153,14 @@ def save_with_manifest(model: onnx.ModelProto, out: str | Path, manifest: Manife
         raise GraphError(f"output path must end in .onnx, got {out}")
     if extra:
         manifest = dataclasses.replace(manifest, producer={**manifest.producer, **extra})
-    text = manifest.to_json()
-    Manifest.from_json(text)  # round-trips
-    del model.metadata_props[:]
-    entry = model.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, text
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    side_tmp = tmp + ".json"
-    try:
-        onnx.save(model, tmp)
-        onnx.checker.check_model(tmp, full_check=True)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; the graph is not a secret
-        Path(side_tmp).write_text(text)
-        os.replace(tmp, out)
-        os.replace(side_tmp, sidecar_path(out))
-    except BaseException:
-        for p in (tmp, side_tmp):
-            if os.path.exists(p):
-                os.unlink(p)
-        raise
-    return out
+    Manifest.from_json(manifest.to_json())  # round-trips
+    embed_manifest(model, manifest)
+
+    def write(tmp: Path) -> None:
+        onnx.save(model, str(tmp))
+        onnx.checker.check_model(str(tmp), full_check=True)
+
+    return write_artifact(out, manifest, write)
 
 
 def with_precision(manifest: Manifest, precision: str) -> Manifest:

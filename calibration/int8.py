@@ -30,6 +30,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from lram.runtime.manifest import Manifest
+
 from .graph import (GraphError, WeightMatMul, load_fp32_standard, replace_nodes, save_with_manifest, weight_matmuls,
                     with_precision)
 from .record import CalibrationSet
@@ -39,10 +41,11 @@ METHODS = ("minmax", "percentile")
 MIN_WEIGHT_ELEMENTS = 4096  # below this a MatMul's weight is not worth a Q/DQ pair
 
 
-def select_nodes(model: onnx.ModelProto, min_elements: int = MIN_WEIGHT_ELEMENTS) -> tuple[list[WeightMatMul], list[WeightMatMul]]:
+def select_nodes(model: onnx.ModelProto, manifest: Manifest,
+                 min_elements: int = MIN_WEIGHT_ELEMENTS) -> tuple[list[WeightMatMul], list[WeightMatMul]]:
     """(to quantise, left in FP32) among the weight MatMuls."""
     chosen, left = [], []
-    for m in weight_matmuls(model):
+    for m in weight_matmuls(model, manifest):
         # K = 1 (return / reward embeddings), N < 64 (the mLSTM gate pre-activations, which feed exp()), or tiny
         small = m.elements < min_elements or m.shape[-2] == 1 or m.shape[-1] < 64
         (left if m.recurrent or small else chosen).append(m)
@@ -69,14 +72,14 @@ def _reader(cs: CalibrationSet, batch: int):
     return Reader()
 
 
-def quantize_static_graph(model: onnx.ModelProto, cs: CalibrationSet, method: str = "minmax",
+def quantize_static_graph(model: onnx.ModelProto, manifest: Manifest, cs: CalibrationSet, method: str = "minmax",
                           percentile: float = 99.99, batch: int = 16, min_elements: int = MIN_WEIGHT_ELEMENTS
                           ) -> tuple[onnx.ModelProto, dict]:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    chosen, left = select_nodes(model, min_elements)
+    chosen, left = select_nodes(model, manifest, min_elements)
     names = [m.node for m in chosen]
     with tempfile.TemporaryDirectory(prefix="lram-int8-") as tmp:
         src, dst = os.path.join(tmp, "in.onnx"), os.path.join(tmp, "out.onnx")
@@ -110,12 +113,12 @@ def quantize_static_graph(model: onnx.ModelProto, cs: CalibrationSet, method: st
     return out, info
 
 
-def quantize_weights_only(model: onnx.ModelProto, min_elements: int = MIN_WEIGHT_ELEMENTS) -> tuple[onnx.ModelProto, dict]:
+def quantize_weights_only(model: onnx.ModelProto, manifest: Manifest, min_elements: int = MIN_WEIGHT_ELEMENTS) -> tuple[onnx.ModelProto, dict]:
     """INT8 weights, symmetric per output channel, behind DequantizeLinear; activations stay FP32."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
     g = out.graph
-    chosen, left = select_nodes(out, min_elements)
+    chosen, left = select_nodes(out, manifest, min_elements)
     by_index = {m.index: m for m in chosen}
     inits = {i.name: i for i in g.initializer}
     nodes, done = [], {}
@@ -148,21 +151,22 @@ def write_int8(src: str | Path, dst: str | Path, cs: CalibrationSet | None, mode
     if mode == "static":
         if cs is None:
             raise GraphError("static INT8 needs calibration data")
-        q, info = quantize_static_graph(model, cs, **kw)
+        q, info = quantize_static_graph(model, manifest, cs, **kw)
         info["calibration_data"] = {k: cs.meta.get(k) for k in ("env", "seeds", "episodes", "samples", "config_hash")}
     else:
-        q, info = quantize_weights_only(model, **{k: v for k, v in kw.items() if k == "min_elements"})
-    check_int8_graph(q)
+        q, info = quantize_weights_only(model, manifest, **{k: v for k, v in kw.items() if k == "min_elements"})
+    check_int8_graph(q, manifest)
     save_with_manifest(q, dst, with_precision(manifest, "int8"),
                        extra={"calibration": {"precision": "int8", "source": Path(src).name, **info}})
     return info
 
 
-def check_int8_graph(model: onnx.ModelProto) -> None:
+def check_int8_graph(model: onnx.ModelProto, manifest: Manifest) -> None:
     """Only standard ops; every graph input and output keeps its FP32/bool type (state stays FP32)."""
+    state_io = {n for spec in manifest.state for n in (spec.input, spec.output)}
     foreign = sorted({n.domain for n in model.graph.node if n.domain not in ("", "ai.onnx")})
     if foreign:
         raise GraphError(f"the INT8 graph uses non-standard op domains {foreign}")
     for v in list(model.graph.input) + list(model.graph.output):
-        if v.name.startswith(("state_in.", "state_out.")) and v.type.tensor_type.elem_type != TensorProto.FLOAT:
+        if v.name in state_io and v.type.tensor_type.elem_type != TensorProto.FLOAT:
             raise GraphError(f"state tensor {v.name} is not FP32 in the INT8 graph")

@@ -55,16 +55,17 @@ def calibrate(model, precision, output, env_id, rollouts, drift_steps, window, t
     """Convert the FP32 step graph MODEL.onnx to FP16 or INT8, check it against FP32 in the simulator, and exit
     non-zero when closed-loop success drops more than --tolerance points or the state diverges."""
     from lram.calibration import accuracy
-    from lram.calibration.graph import GraphError, read_manifest_file
+    from lram.calibration.graph import GraphError
     from lram.calibration.record import CalibrationDataError, load_calibration, record, save_calibration
     from lram.runtime.manifest import ManifestError, sidecar_path
+    from lram.runtime.model_files import read_manifest
 
     if output.suffix != ".onnx":
         raise click.BadParameter("must end in .onnx", param_hint="-o")
     if output.resolve() == model.resolve():
         raise click.BadParameter("must differ from MODEL", param_hint="-o")
     try:
-        manifest = read_manifest_file(model)
+        manifest = read_manifest(model)
         if manifest.precision != "fp32":
             raise click.ClickException(f"{model} is already {manifest.precision}: calibrate the FP32 graph")
         staging = output.with_name(f".{output.stem}.staging.onnx")

@@ -9,13 +9,13 @@ The engine is written atomically, with ``policy.manifest.json`` beside it: the g
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lram.runtime.manifest import BATCH, METADATA_KEY, Manifest, ManifestError, sidecar_path
+from lram.runtime.manifest import BATCH, sidecar_path
+from lram.runtime.model_files import check_writable, read_manifest, write_artifact
 
 
 class TensorRTMissing(RuntimeError):
@@ -69,23 +69,6 @@ def cuda_device_info() -> dict | None:
         return None
     name = prop.name.decode(errors="replace") if isinstance(prop.name, bytes) else str(prop.name)
     return {"name": name.rstrip("\x00"), "compute_capability": f"{prop.major}.{prop.minor}", "count": int(count)}
-
-
-def read_graph_manifest(onnx_path: str | Path) -> Manifest:
-    """The manifest of an exported graph: the sidecar NAME.manifest.json, else the ONNX metadata_props."""
-    side = sidecar_path(onnx_path)
-    if side.exists():
-        return Manifest.from_json(side.read_text())
-    try:
-        import onnx
-    except ImportError:
-        raise ManifestError(f"{side} is missing and onnx is not installed to read the manifest from the graph") from None
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    for p in model.metadata_props:
-        if p.key == METADATA_KEY:
-            return Manifest.from_json(p.value)
-    raise ManifestError(f"{onnx_path} carries no lram manifest (no {side.name}, no '{METADATA_KEY}' metadata): "
-                        "export it with 'lram export'")
 
 
 def _uses_plugins(onnx_path) -> bool:
@@ -153,23 +136,14 @@ def _build(trt, onnx_path, *, min_batch, opt_batch, max_batch, workspace_mb, ver
     return blob, shapes, outputs
 
 
-def _atomic_write(path: Path, data: bytes | str):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def build_engine(onnx_path, engine_path, *, max_batch: int = 1, opt_batch: int | None = None, min_batch: int = 1,
                  plugins: bool = False, workspace_mb: int | None = None, verbose: bool = False) -> BuildResult:
     """Full TensorRT build; writes ENGINE and ENGINE-stem.manifest.json atomically."""
     if not (1 <= min_batch <= (opt_batch or max_batch) <= max_batch):
         raise BuildError(f"need 1 <= min_batch <= opt_batch <= max_batch, got {min_batch}, {opt_batch}, {max_batch}")
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
-    manifest = read_graph_manifest(onnx_path)  # fail before the (slow) build
+    manifest = read_manifest(onnx_path)  # fail before the (slow) build, with the same checks as everywhere
+    check_writable(engine_path)
     trt, flavour = import_tensorrt("tensorrt")
     gpu = cuda_device_info()
     if gpu is None:
@@ -184,7 +158,6 @@ def build_engine(onnx_path, engine_path, *, max_batch: int = 1, opt_batch: int |
                                    max_batch=max_batch, workspace_mb=workspace_mb, verbose=verbose)
     secs = time.time() - t0
     data = bytes(blob)
-    _atomic_write(engine_path, data)
     d = manifest.to_dict()
     d["tensorrt"] = {
         "version": trt.__version__, "flavour": flavour, "gpu": gpu["name"],
@@ -193,9 +166,8 @@ def build_engine(onnx_path, engine_path, *, max_batch: int = 1, opt_batch: int |
         "plugins": bool(plugins or manifest.flavour == "plugin"), "onnx": onnx_path.name,
         "engine_bytes": len(data), "build_seconds": round(secs, 3),
     }
-    mpath = sidecar_path(engine_path)
-    _atomic_write(mpath, json.dumps(d, indent=2, sort_keys=True))
-    return BuildResult(engine_path, mpath, flavour, trt.__version__, secs, len(data), shapes, outputs)
+    write_artifact(engine_path, d, lambda tmp: tmp.write_bytes(data))
+    return BuildResult(engine_path, sidecar_path(engine_path), flavour, trt.__version__, secs, len(data), shapes, outputs)
 
 
 def check_graph(onnx_path, *, max_batch: int = 1, verbose: bool = False) -> BuildResult:

@@ -16,12 +16,34 @@ Shape/Gather/Concat chains.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lram.runtime.manifest import STATE_ROLES
+
 NEG = -1e30  # "minus infinity" that keeps max/exp free of inf - inf
+
+
+@dataclass(frozen=True)
+class StatePart:
+    """One recurrent state tensor of a block, declared next to the math that reads and writes it.
+
+    Everything else (graph inputs/outputs, the manifest, the runtime's slots, verify, calibration's state
+    error, the TensorRT backend, the bench) learns the state from these declarations through the manifest.
+    """
+
+    part: str  # "C": unique within its block
+    shape: tuple  # without the batch dimension
+    role: str  # one of runtime.manifest.STATE_ROLES
+    stabiliser: str | None = None  # the part whose value is this one's log scale (C, n and c under m)
+    reset_in_cell: bool = False  # the cell folds the episode reset into its own math: no zeroing pass over it
+
+    def __post_init__(self):
+        if self.role not in STATE_ROLES:
+            raise ValueError(f"state part {self.part!r}: unknown role {self.role!r} (one of {STATE_ROLES})")
 
 
 def logsigmoid(x: torch.Tensor) -> torch.Tensor:
@@ -69,6 +91,8 @@ def headwise_small(x: torch.Tensor, w: torch.Tensor, T: int) -> torch.Tensor:
 class MLSTMBlockStep(nn.Module):
     """mLSTM block (pre-norm, up-projection, conv, mLSTM cell, gated skip, down-projection, residual)."""
 
+    kind = "mlstm"
+
     def __init__(self, block, cell=None):
         super().__init__()
         self.cell = cell or mlstm_cell
@@ -76,6 +100,7 @@ class MLSTMBlockStep(nn.Module):
         self.NH = layer.config.num_heads
         self.inner = layer.config._inner_embedding_dim
         self.DH = self.inner // self.NH
+        self.K = layer.config.conv1d_kernel_size
         p = lambda t: nn.Parameter(t.detach().clone(), requires_grad=False)  # noqa: E731
         self.norm_w = p(block.xlstm_norm.weight)
         self.w_up = p(layer.proj_up.weight.t())  # [H, 2I]
@@ -89,6 +114,15 @@ class MLSTMBlockStep(nn.Module):
         self.outnorm_w = p(cell.outnorm.weight)
         self.skip = p(layer.learnable_skip)
         self.w_down = p(layer.proj_down.weight.t())  # [I, H]
+
+    def state_parts(self) -> tuple[StatePart, ...]:
+        """In the order forward() takes and returns them."""
+        folded = getattr(self.cell, "folds_reset", ())
+        NH, DH = self.NH, self.DH
+        return (StatePart("C", (NH, DH, DH), "memory", "m", "C" in folded),
+                StatePart("n", (NH, DH, 1), "normaliser", "m", "n" in folded),
+                StatePart("m", (NH, 1, 1), "stabiliser"),
+                StatePart("conv", (self.K, self.inner), "conv_window"))
 
     def forward(self, x, valid0, T: int, C, n, m, conv):
         NH, DH, I = self.NH, self.DH, self.inner
@@ -150,8 +184,13 @@ def mlstm_cell(q, k, v, i_raw, f_raw, valid0, C, n, m, NH: int, DH: int):
     return h.transpose(1, 2), (C, n, mT.unsqueeze(-1))
 
 
+mlstm_cell.folds_reset = ("C", "n")  # see above: the carried-in state is weighted by keep, never rewritten
+
+
 class SLSTMBlockStep(nn.Module):
     """sLSTM block (pre-norm, conv, headwise gates, recurrent cell, group norm, residual, gated-GELU FFN)."""
+
+    kind = "slstm"
 
     def __init__(self, block, cell=None):
         super().__init__()
@@ -175,6 +214,13 @@ class SLSTMBlockStep(nn.Module):
         self.w_ffn_up = p(block.ffn.proj_up.weight.t())
         self.w_ffn_down = p(block.ffn.proj_down.weight.t())
         self.ffn_dim = block.ffn.config._proj_up_dim
+        self.K = layer.config.conv1d_kernel_size
+
+    def state_parts(self) -> tuple[StatePart, ...]:
+        """In the order forward() takes and returns them."""
+        H = (self.H,)
+        return (StatePart("h", H, "hidden"), StatePart("c", H, "memory", "m"), StatePart("n", H, "normaliser", "m"),
+                StatePart("m", H, "stabiliser"), StatePart("conv", (self.K, self.H), "conv_window"))
 
     def _heads(self, x, w, T: int):  # x [B, T, H] -> [B, T, 2, NH, DH] through per-head [DH, 2DH] weights
         xh = x.reshape(-1, self.NH, self.DH).transpose(0, 1)  # [NH, B*T, DH]

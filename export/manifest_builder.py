@@ -4,10 +4,9 @@ from __future__ import annotations
 import sys
 
 from lram.model.config import MAX_ACTION_DIMS, MAX_STATE_DIM, N_BINS, VOCAB, config_hash
-from lram.model.lram import LRAM
-from lram.runtime.manifest import BATCH, Manifest, StateSpec, TensorSpec
+from lram.runtime.manifest import BATCH, Manifest, TensorSpec
 
-from .step_graph import state_parts
+from .step_graph import StepGraph
 
 
 def _versions() -> dict:
@@ -26,8 +25,9 @@ def _versions() -> dict:
     return out
 
 
-def build_manifest(model: LRAM, opset: int, with_logits: bool = True, flavour: str = "standard") -> Manifest:
-    task = model.task
+def build_manifest(graph: StepGraph, opset: int, with_logits: bool = True) -> Manifest:
+    """The manifest of ``graph``: its state is what its blocks declare (see cells.StatePart)."""
+    task, config = graph.task, graph.config
     if task.obs_kind == "state":
         obs = TensorSpec("obs", [BATCH, task.obs_shape[0]], "float32")
         observation = {"kind": "state", "shape": list(task.obs_shape), "dtype": "float32", "pad_to": MAX_STATE_DIM,
@@ -43,8 +43,7 @@ def build_manifest(model: LRAM, opset: int, with_logits: bool = True, flavour: s
     else:
         action_out = TensorSpec("action", [BATCH], "int64")
         action = {"kind": "discrete", "n": task.action_n}
-    parts = state_parts(model)
-    state = [StateSpec(p.name, list(p.shape), "float32") for p in parts]
+    state = graph.state
     inputs = [obs, TensorSpec("rtg", [BATCH, 1], "float32"), TensorSpec("prev_reward", [BATCH, 1], "float32"),
               TensorSpec("first", [BATCH], "bool")]
     inputs += [TensorSpec(s.input, [BATCH, *s.shape], s.dtype) for s in state]
@@ -54,8 +53,8 @@ def build_manifest(model: LRAM, opset: int, with_logits: bool = True, flavour: s
     outputs += [TensorSpec(s.output, [BATCH, *s.shape], s.dtype) for s in state]
     return Manifest(
         inputs=inputs, outputs=outputs, state=state, observation=observation, action=action,
-        reward_scale=float(task.reward_scale), opset=opset, flavour=flavour,
-        model={"config": model.config.to_dict(), "task": task.to_dict(), "config_hash": config_hash(model.config, task),
-               "parameters": model.parameter_count(), "flavour": model.config.flavour},
+        reward_scale=float(task.reward_scale), opset=opset, flavour=graph.flavour,
+        model={"config": config.to_dict(), "task": task.to_dict(), "config_hash": config_hash(config, task),
+               "parameters": graph.parameters_count, "flavour": config.flavour},
         producer=_versions(), target_return=task.target_return,
     )

@@ -1,8 +1,6 @@
 """Export a trained LRAM to a single-step recurrent ONNX graph (+ its manifest), atomically."""
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -10,7 +8,8 @@ import onnx
 import torch
 
 from lram.model.lram import LRAM
-from lram.runtime.manifest import METADATA_KEY, sidecar_path
+from lram.runtime.manifest import ManifestError
+from lram.runtime.model_files import check_writable, embed_manifest, write_artifact
 
 from .manifest_builder import build_manifest
 from .step_graph import StepGraph
@@ -29,7 +28,7 @@ def _example_inputs(graph: StepGraph, batch: int):
     else:
         obs = torch.zeros(batch, *task.obs_shape, dtype=torch.uint8)
     # A non-zero state so that no branch of the graph can be specialised on "the state is zero".
-    state = [torch.randn(batch, *p.shape).abs() + 0.1 for p in graph.parts]
+    state = [torch.randn(batch, *spec.shape).abs() + 0.1 for spec in graph.state]
     first = torch.tensor([i % 2 == 0 for i in range(batch)])
     return (obs, torch.ones(batch, 1), torch.ones(batch, 1), first, *state)
 
@@ -37,44 +36,42 @@ def _example_inputs(graph: StepGraph, batch: int):
 def export_onnx(model: LRAM, out: str | Path, opset: int = DEFAULT_OPSET, batch: int | None = None,
                 with_logits: bool = True, mode: str = "chunk", flavour: str = "standard") -> Path:
     """Write ``out`` (.onnx) and ``out``'s ``.manifest.json``. ``batch=None`` means a dynamic batch dimension."""
+    return export_graph(StepGraph(model.eval(), mode=mode, flavour=flavour), out, opset, batch, with_logits)
+
+
+def export_graph(graph: StepGraph, out: str | Path, opset: int = DEFAULT_OPSET, batch: int | None = None,
+                 with_logits: bool = True) -> Path:
+    """Export a prepared ``StepGraph`` (its blocks declare its state) as ``out`` + its manifest, atomically."""
+    flavour = graph.flavour
     out = Path(out)
     if out.suffix != ".onnx":
         raise ExportError(f"output path must end in .onnx, got {out}")
     if not 14 <= opset <= 21:
         raise ExportError(f"opset {opset} is not supported (14..21; 17 is the default, TensorRT 10.3 parses 9..20)")
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ExportError(f"cannot create the output folder {out.parent}: {e}") from None
-    if not os.access(out.parent, os.W_OK):
-        raise ExportError(f"output folder {out.parent} is not writable")
-    model = model.eval()
-    graph = StepGraph(model, mode=mode, flavour=flavour).eval()
-    manifest = build_manifest(model, opset, with_logits=with_logits, flavour=flavour)
+        check_writable(out)
+    except ManifestError as e:
+        raise ExportError(str(e)) from None
+    graph = graph.eval()
+    manifest = build_manifest(graph, opset, with_logits=with_logits)
     if batch is not None:
         for spec in (*manifest.inputs, *manifest.outputs):
             spec.shape[0] = batch
     input_names = [t.name for t in manifest.inputs]
     output_names = [t.name for t in manifest.outputs]
     dynamic = None if batch is not None else {n: {0: "batch"} for n in input_names + output_names}
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    except OSError as e:
-        raise ExportError(f"cannot write into {out.parent}: {e.strerror}") from None
-    os.close(fd)
-    try:
+
+    def write(tmp: Path) -> None:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
             wrapped = _DropLogits(graph) if not with_logits else graph
             torch.onnx.export(
-                wrapped, _example_inputs(graph, batch or 2), tmp, input_names=input_names,
+                wrapped, _example_inputs(graph, batch or 2), str(tmp), input_names=input_names,
                 output_names=output_names, dynamic_axes=dynamic, opset_version=opset, dynamo=False,
                 do_constant_folding=True,
             )
-        proto = onnx.load(tmp)
-        del proto.metadata_props[:]
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = METADATA_KEY, manifest.to_json()
+        proto = onnx.load(str(tmp))
+        embed_manifest(proto, manifest)
         proto.producer_name = "lram-deploy"
         foreign = sorted({n.domain for n in proto.graph.node if n.domain not in ("", "ai.onnx")})
         if flavour == "standard" and foreign:
@@ -85,21 +82,13 @@ def export_onnx(model: LRAM, out: str | Path, opset: int = DEFAULT_OPSET, batch:
             if foreign != ["lram"]:
                 raise ExportError(f"the plugin graph must use exactly the 'lram' domain besides ONNX, found {foreign}")
             plugin_nodes(proto)  # every node names a known plugin and version
-        onnx.save(proto, tmp)
-        onnx.checker.check_model(tmp, full_check=True)
-        side_tmp = tmp + ".json"
-        Path(side_tmp).write_text(manifest.to_json())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the artifact is meant to be shared
-        os.replace(tmp, out)
-        os.replace(side_tmp, sidecar_path(out))
-    except BaseException:
-        for p in (tmp, tmp + ".json"):
-            if os.path.exists(p):
-                os.unlink(p)
-        raise
-    return out
+        onnx.save(proto, str(tmp))
+        onnx.checker.check_model(str(tmp), full_check=True)
+
+    try:
+        return write_artifact(out, manifest, write)
+    except ManifestError as e:
+        raise ExportError(str(e)) from None
 
 
 class _DropLogits(torch.nn.Module):

@@ -6,36 +6,26 @@ read the action at R_t and decode it to the task's action space inside the graph
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
 from lram.model.config import MAX_ACTION_DIMS, N_BINS, N_DISCRETE, VOCAB
 from lram.model.lram import LRAM
+from lram.runtime.manifest import StateSpec
 
 from .cells import MLSTMBlockStep, SLSTMBlockStep, norm
 
 
-@dataclass(frozen=True)
-class StatePart:
-    name: str  # "<block>.<part>"
-    shape: tuple  # without the batch dimension
+# The block step for each kind of block in LRAMConfig.block_types: a new cell type is one entry here plus
+# its class (its math and its state declaration) in cells.py.
+BLOCK_STEPS = {"mlstm": MLSTMBlockStep, "slstm": SLSTMBlockStep}
 
 
-def state_parts(model: LRAM) -> list[StatePart]:
-    cfg, H = model.config, model.config.embedding_dim
-    K, NH = cfg.conv1d_kernel_size, cfg.num_heads
-    parts = []
-    for i, (kind, block) in enumerate(zip(cfg.block_types, model.encoder.layers.blocks)):
-        if kind == "mlstm":
-            inner = block.xlstm.config._inner_embedding_dim
-            DH = inner // NH
-            parts += [StatePart(f"{i}.C", (NH, DH, DH)), StatePart(f"{i}.n", (NH, DH, 1)),
-                      StatePart(f"{i}.m", (NH, 1, 1)), StatePart(f"{i}.conv", (K, inner))]
-        else:
-            parts += [StatePart(f"{i}.{p}", (H,)) for p in ("h", "c", "n", "m")] + [StatePart(f"{i}.conv", (K, H))]
-    return parts
+def declared_state(blocks) -> list[StateSpec]:
+    """The graph's state tensors, block by block in the order the blocks take them, from their declarations."""
+    return [StateSpec(f"{i}.{p.part}", list(p.shape), "float32", block=i, cell=blk.kind, role=p.role,
+                      stabiliser=None if p.stabiliser is None else f"{i}.{p.stabiliser}")
+            for i, blk in enumerate(blocks) for p in blk.state_parts()]
 
 
 class StepGraph(nn.Module):
@@ -57,10 +47,8 @@ class StepGraph(nn.Module):
 
             cells = {"mlstm": mlstm_cell_plugin, "slstm": slstm_cell_plugin}
         self.task = task = model.task
-        self.parts = state_parts(model)
-        self.block_types = model.config.block_types
-        self.reset_in_cell = set() if flavour == "plugin" else {
-            f"{i}.{p}" for i, kind in enumerate(self.block_types) if kind == "mlstm" for p in "Cn"}
+        self.config = model.config
+        self.parameters_count = model.parameter_count()
         p = lambda t: nn.Parameter(t.detach().clone(), requires_grad=False)  # noqa: E731
         if task.obs_kind == "state":
             # Zero-padding to 204 dims then Linear == using only the first D input columns.
@@ -71,10 +59,8 @@ class StepGraph(nn.Module):
         self.w_ret, self.b_ret = p(model.embed_return.weight.t()), p(model.embed_return.bias)
         self.w_rew, self.b_rew = p(model.embed_rewards.weight.t()), p(model.embed_rewards.bias)
         self.ln = model.embed_ln
-        self.blocks = nn.ModuleList(
-            MLSTMBlockStep(b, cells.get("mlstm")) if kind == "mlstm" else SLSTMBlockStep(b, cells.get("slstm"))
-            for kind, b in zip(self.block_types, model.encoder.layers.blocks)
-        )
+        self.blocks = nn.ModuleList(BLOCK_STEPS[kind](b, cells.get(kind))
+                                    for kind, b in zip(model.config.block_types, model.encoder.layers.blocks))
         self.post_norm_w = p(model.encoder.layers.post_blocks_norm.weight)
         self.w_head, self.b_head = p(model.action_net[0].weight.t()), p(model.action_net[0].bias)
         self.scale = float(task.reward_scale)
@@ -86,18 +72,19 @@ class StepGraph(nn.Module):
             self.register_buffer("act_step", (high - low) / N_BINS)
 
     @property
-    def state_names(self) -> list[str]:
-        return [part.name for part in self.parts]
+    def state(self) -> list[StateSpec]:
+        """Read from the blocks each time: a block swapped in after construction brings its own state."""
+        return declared_state(self.blocks)
 
     def zero_state(self, batch: int) -> list[torch.Tensor]:
-        return [torch.zeros(batch, *part.shape) for part in self.parts]
+        return [torch.zeros(batch, *spec.shape) for spec in self.state]
 
     def forward(self, obs, rtg, prev_reward, first, *state):
         keep = (~first).to(torch.float32)
-        # Episode starts zero their state here, except the mLSTM memories C and n (the bulk of the state):
-        # the cell folds the reset into its decay factors instead of rewriting them.
-        state = [s if part.name in self.reset_in_cell else s * keep.reshape([-1] + [1] * (s.dim() - 1))
-                 for s, part in zip(state, self.parts)]
+        # Episode starts zero their state here, except the parts a cell resets inside its own math (the
+        # mLSTM memories C and n, the bulk of the state, through its decay factors).
+        folded = [p.reset_in_cell for blk in self.blocks for p in blk.state_parts()]
+        state = [s if f else s * keep.reshape([-1] + [1] * (s.dim() - 1)) for s, f in zip(state, folded)]
         if self.task.obs_kind == "state":
             s_emb = torch.matmul(obs, self.w_state) + self.b_state
         else:
@@ -118,8 +105,8 @@ class StepGraph(nn.Module):
     def _run_blocks(self, x, valid0, state):
         out, i = [], 0
         T = 3 if self.mode == "chunk" else 1
-        for kind, block in zip(self.block_types, self.blocks):
-            width = 4 if kind == "mlstm" else 5
+        for block in self.blocks:
+            width = len(block.state_parts())
             x, new = block(x, valid0, T, *state[i : i + width])
             out += list(new)
             i += width

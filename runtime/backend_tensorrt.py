@@ -1,32 +1,30 @@
-"""TensorRT engine backend (same interface as runtime.backends.OrtBackend).
+"""TensorRT engine backend (implements runtime.backend.Backend).
 
-    be = TensorRTBackend("policy.engine", manifest=None, max_batch=None)
-    outs = be.run(feeds)          # feeds: every graph input incl. state_in.*; returns every output incl. state_out.*
+    be = TensorRTBackend("policy.engine", manifest=None, max_batch=None)   # manifest: read from the sidecar
+    outs = be.run(feeds)          # feeds: every graph input incl. the state inputs; returns every output
 
 tensorrt and cuda-python (``cuda.bindings.runtime``; not pycuda) are imported only when a backend is constructed,
 so this module imports on any machine. Device buffers are allocated once for ``max_batch`` rows. The recurrent
 state lives on the device in ping-pong buffers: step k reads state_in from buffer k%2 and writes state_out into
-buffer (k+1)%2, so no state copy is made between steps. A ``state_in.*`` feed, when given, is uploaded into
-the current buffer (the policy owns the state); when feeds omit all state_in.* the device copy carries over
-(``fetch_state=False`` also skips downloading state_out.*: the state then never crosses the bus).
+buffer (k+1)%2, so no state copy is made between steps; which input pairs with which output is the
+manifest's state list. A state feed, when given, is uploaded into the current buffer (the policy owns the
+state); when feeds omit the state the device copy carries over (``fetch_state=False`` also skips downloading
+the state outputs: the state then never crosses the bus).
 After one warm-up enqueue, execute_async_v3 is captured into a CUDA graph on a non-blocking stream (one graph
 per batch size and ping-pong parity, since a graph freezes shapes and addresses); if capture fails the
 backend falls back to plain enqueue.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-try:
-    from .backends import BackendUnavailable as _Base
-except ImportError:  # a robot image without onnxruntime
-    _Base = RuntimeError
+from .backend import BackendUnavailable
+from .graph_check import IOSpec
 
 
-class TensorRTUnavailable(_Base):
+class TensorRTUnavailable(BackendUnavailable):
     """tensorrt / cuda-python / a CUDA device is missing."""
 
 
@@ -63,13 +61,6 @@ def _ok(res, what):
     return rest[0] if len(rest) == 1 else (tuple(rest) if rest else None)
 
 
-def read_engine_manifest(engine_path) -> dict | None:
-    from .manifest import sidecar_path
-
-    p = sidecar_path(engine_path)
-    return json.loads(p.read_text()) if p.exists() else None
-
-
 class TensorRTBackend:
     name = "tensorrt"
 
@@ -90,13 +81,12 @@ class TensorRTBackend:
         gpu_name = (prop.name.decode(errors="replace") if isinstance(prop.name, bytes) else str(prop.name)).rstrip("\x00")
         cc = f"{prop.major}.{prop.minor}"
 
-        side = read_engine_manifest(engine_path)
-        if manifest is None and side is not None:
-            from .manifest import Manifest
+        from .model_files import read_manifest, sidecar_json
 
-            manifest = Manifest.from_dict(side)
+        if manifest is None:
+            manifest = read_manifest(engine_path)
         self.manifest = manifest
-        build = (side or {}).get("tensorrt", {})
+        build = sidecar_json(engine_path).get("tensorrt", {})
         if check_build_info and build:
             if build.get("version") and build["version"] != trt.__version__:
                 raise EngineMismatch(
@@ -125,8 +115,6 @@ class TensorRTBackend:
         self.cuda_graph = cuda_graph
         self.fetch_state = fetch_state
         self.metadata = {}
-        from .graph_check import IOSpec
-
         self._specs = {}  # name -> (is_input, np dtype, shape with -1 for batch)
         self.inputs, self.outputs = [], []
         for i in range(self.engine.num_io_tensors):
@@ -139,22 +127,22 @@ class TensorRTBackend:
             self._specs[n] = (is_in, dt, shape)
             (self.inputs if is_in else self.outputs).append(IOSpec(n, dt.name, len(shape)))
 
-        # state pairs: state_in.X <-> state_out.X share a ping-pong pair of device buffers
-        self._state = sorted(n[len("state_in."):] for n in self._specs
-                             if n.startswith("state_in.") and f"state_out.{n[len('state_in.'):]}" in self._specs)
+        # state pairs (from the manifest): each input and its output share a ping-pong pair of device buffers
+        self._state_in = {s.input: s.output for s in manifest.state}
+        self._state_out = {s.output: s.input for s in manifest.state}
+        missing = [n for pair in self._state_in.items() for n in pair if n not in self._specs]
+        if missing:
+            raise EngineMismatch(f"{engine_path}: the manifest's state tensors {missing} are not in the engine")
         self._dev, self._host = {}, {}
         for n, (is_in, dt, shape) in self._specs.items():
-            if n.startswith("state_out.") and n[len("state_out."):] in self._state:
-                continue
             nbytes = self._nbytes(shape, dt, self.max_batch)
-            if n.startswith("state_in.") and n[len("state_in."):] in self._state:
+            self._host[n] = self._pinned(nbytes)
+            if n in self._state_out:
+                continue
+            if n in self._state_in:
                 self._dev[n] = [self._malloc(nbytes, zero=True), self._malloc(nbytes, zero=True)]
             else:
                 self._dev[n] = [self._malloc(nbytes)]
-            self._host[n] = self._pinned(nbytes)
-        for s in self._state:
-            n = f"state_out.{s}"
-            self._host[n] = self._pinned(self._nbytes(self._specs[n][2], self._specs[n][1], self.max_batch))
         self._parity = 0
         self._batch = None
         self._graphs = {}  # (batch, parity) -> cudaGraphExec_t, or None where capture failed
@@ -179,8 +167,8 @@ class TensorRTBackend:
         return ptr, np.frombuffer(buf, dtype=np.uint8)
 
     def _addr(self, name, parity):
-        if name.startswith("state_out.") and name[len("state_out."):] in self._state:
-            return int(self._dev["state_in." + name[len("state_out."):]][1 - parity])
+        if name in self._state_out:
+            return int(self._dev[self._state_out[name]][1 - parity])
         bufs = self._dev[name]
         return int(bufs[parity] if len(bufs) == 2 else bufs[0])
 
@@ -244,14 +232,14 @@ class TensorRTBackend:
         if batch > self.max_batch:
             raise ValueError(f"batch {batch} exceeds this backend's max_batch {self.max_batch} (engine built for "
                              f"up to {self.max_batch}; rebuild with --max-batch)")
-        if self._batch is not None and batch != self._batch and not any(f"state_in.{s}" in feeds for s in self._state):
-            raise ValueError("the batch size changed but no state_in.* was fed: the device state has another batch")
+        if self._batch is not None and batch != self._batch and not any(n in feeds for n in self._state_in):
+            raise ValueError("the batch size changed but no state was fed: the device state has another batch")
         p = self._parity
         for n, (is_in, dt, shape) in self._specs.items():
             if not is_in:
                 continue
             if n not in feeds:
-                if n.startswith("state_in.") and n[len("state_in."):] in self._state:
+                if n in self._state_in:
                     continue  # the device copy carries over
                 raise KeyError(f"missing input {n!r}")
             want = tuple(batch if d < 0 else d for d in shape)
@@ -266,7 +254,7 @@ class TensorRTBackend:
         for n, (is_in, dt, shape) in self._specs.items():
             if is_in:
                 continue
-            if n.startswith("state_out.") and not self.fetch_state:
+            if n in self._state_out and not self.fetch_state:
                 continue
             want = tuple(batch if d < 0 else d for d in shape)
             nbytes = int(np.prod(want, dtype=np.int64)) * dt.itemsize
@@ -279,8 +267,7 @@ class TensorRTBackend:
 
     def reset_state(self) -> None:
         """Zero the device-resident state (both ping-pong buffers)."""
-        for s in self._state:
-            n = f"state_in.{s}"
+        for n in self._state_in:
             nbytes = self._nbytes(self._specs[n][2], self._specs[n][1], self.max_batch)
             for ptr in self._dev[n]:
                 _ok(self.cudart.cudaMemsetAsync(ptr, 0, nbytes, self.stream), "cudaMemsetAsync")

@@ -1,13 +1,4 @@
-"""Backends: what runs one step graph call. One tiny interface, several implementations.
-
-The interface (duck-typed; ``runtime/backend_tensorrt.py``'s ``TensorRTBackend`` follows it too):
-
-    name: str                         e.g. "ort-cpu"
-    inputs, outputs: list[IOSpec]     the graph's tensors (name, numpy dtype name, rank) for the manifest check
-    metadata: dict                    the graph's metadata_props ({} when the artifact has none, e.g. an engine)
-    run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]   every output, by name; must not keep or
-                                      modify ``feeds`` (the policy commits state only after run returns)
-    close() -> None
+"""The ONNX Runtime backend and the table that picks a backend (the interface: runtime/backend.py).
 
 Only numpy and onnxruntime are imported here; TensorRT is imported when asked for, so a robot without it
 (and this project's CI) never touches it.
@@ -19,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from .backend import BackendUnavailable
 from .graph_check import IOSpec
 
-BACKENDS = ("auto", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt")
+BACKENDS = ("auto", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt")  # "auto" + the keys of OPENERS
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 _ORT_TYPES = {
@@ -29,10 +21,6 @@ _ORT_TYPES = {
     "tensor(int8)": "int8", "tensor(int32)": "int32", "tensor(int64)": "int64", "tensor(bool)": "bool",
     "tensor(bfloat16)": "bfloat16",
 }
-
-
-class BackendUnavailable(RuntimeError):
-    """The requested backend cannot run on this machine (library or device missing)."""
 
 
 class OrtBackend:
@@ -97,6 +85,16 @@ def _tensorrt_backend(path, threads):
     return TensorRTBackend(str(path))
 
 
+# Selecting a backend is this table: kind -> opener(path, threads). A new backend is one module implementing
+# runtime.backend.Backend plus one line here.
+OPENERS = {
+    "ort-cpu": lambda path, threads: OrtBackend(path, ["CPUExecutionProvider"], threads, name="ort-cpu"),
+    "ort-cuda": lambda path, threads: OrtBackend(path, _cuda_providers(False), threads, name="ort-cuda"),
+    "ort-trt": lambda path, threads: OrtBackend(path, _cuda_providers(True), threads, name="ort-trt"),
+    "tensorrt": _tensorrt_backend,
+}
+
+
 def make_backend(path: str | Path, kind: str = "auto", threads: int = 1):
     """Open ``path`` with the backend ``kind``.
 
@@ -114,10 +112,6 @@ def make_backend(path: str | Path, kind: str = "auto", threads: int = 1):
             kind = "ort-cuda"
         else:
             kind = "ort-cpu"
-    if kind == "tensorrt":
-        return _tensorrt_backend(path, threads)
-    if engine:
+    if engine and kind != "tensorrt":
         raise BackendUnavailable(f"{path} is a TensorRT engine; ONNX Runtime backends need the .onnx graph")
-    if kind == "ort-cpu":
-        return OrtBackend(path, ["CPUExecutionProvider"], threads, name="ort-cpu")
-    return OrtBackend(path, _cuda_providers(kind == "ort-trt"), threads, name=kind)
+    return OPENERS[kind](path, threads)

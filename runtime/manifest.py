@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 FORMAT = "lram-step-onnx"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: each state tensor declares its block, cell and role
 METADATA_KEY = "lram.manifest"
 BATCH = "batch"  # the symbolic name of the dynamic batch dimension
 
@@ -27,13 +27,37 @@ class TensorSpec:
     dtype: str  # numpy dtype name: float32, float16, uint8, bool, int64
 
 
+# What a state tensor is to the cell that owns it. Consumers act on roles, never on tensor names:
+# - memory: the accumulated content (mLSTM C, sLSTM c), carried in the scale exp(stabiliser)
+# - normaliser: the accumulated gate mass that divides the readout (n), same scale as its memory
+# - stabiliser: the running log scale (m); a free offset: (C e^d, n e^d, m - d) is the same memory
+# - hidden: the previous output fed back through the recurrent weights (sLSTM h)
+# - conv_window: the last K inputs of the causal conv, a shift register rather than a recurrence
+STATE_ROLES = ("memory", "normaliser", "stabiliser", "hidden", "conv_window")
+
+
 @dataclass(frozen=True)
 class StateSpec:
-    """One recurrent state tensor; ``shape`` excludes the leading batch dimension (always axis 0)."""
+    """One recurrent state tensor; ``shape`` excludes the leading batch dimension (always axis 0).
 
-    name: str  # "<block>.<part>", e.g. "0.C" or "1.h"
+    Declared by the block's step math (export/cells.py) and read from here by everything else."""
+
+    name: str  # "<block>.<part>", e.g. "0.C" or "1.h": a unique key, never parsed
     shape: list
     dtype: str = "float32"
+    block: int = 0  # index of the block that owns it
+    cell: str = ""  # the block's cell kind, e.g. "mlstm", "slstm"
+    role: str = "memory"  # one of STATE_ROLES
+    stabiliser: str | None = None  # name of the state whose value is this one's log scale (memory, normaliser)
+
+    def __post_init__(self):
+        if self.role not in STATE_ROLES:
+            raise ManifestError(f"state '{self.name}': unknown role {self.role!r} (one of {', '.join(STATE_ROLES)})")
+
+    @property
+    def recurrent(self) -> bool:
+        """On the cell's own recurrence (state -> math -> state), where precision must stay high."""
+        return self.role != "conv_window"
 
     @property
     def input(self) -> str:
@@ -87,7 +111,13 @@ class Manifest:
             raise ManifestError(f"not an lram step-graph manifest (format={d.get('format') if isinstance(d, dict) else None!r}, expected {FORMAT!r})")
         version = d.get("format_version")
         if version != FORMAT_VERSION:
-            raise ManifestError(f"manifest format_version {version!r} is not supported (this runtime reads version {FORMAT_VERSION})")
+            hint = " (written by an older lram export: re-export the graph)" if isinstance(version, int) and version < FORMAT_VERSION else ""
+            raise ManifestError(f"manifest format_version {version!r} is not supported (this runtime reads version "
+                                f"{FORMAT_VERSION}){hint}")
+        for s in d.get("state") or []:
+            missing = [k for k in ("name", "shape", "block", "cell", "role") if not isinstance(s, dict) or k not in s]
+            if missing:
+                raise ManifestError(f"manifest state entry {s.get('name') if isinstance(s, dict) else s!r} lacks {missing}")
         try:
             return cls(
                 inputs=[TensorSpec(**t) for t in d["inputs"]],

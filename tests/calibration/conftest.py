@@ -32,9 +32,10 @@ def build_graph(path, preset_name="tiny", task=None, seed=0, scale=0.1):
 def scramble(src, dst):
     """A deliberately broken copy: every weight matrix off the recurrence shuffled (manifest kept)."""
     from lram.calibration.graph import weight_matmuls
+    from lram.runtime.model_files import read_manifest
 
     m = onnx.load(str(src))
-    rec = {w.weight for w in weight_matmuls(m) if w.recurrent}
+    rec = {w.weight for w in weight_matmuls(m, read_manifest(src)) if w.recurrent}
     names = {n.input[1] for n in m.graph.node if n.op_type == "MatMul" and len(n.input) == 2} - rec
     rng = np.random.default_rng(0)
     for init in m.graph.initializer:

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from lram.calibration.accuracy import compare, gate
-from lram.calibration.graph import read_manifest_file
+from lram.runtime.model_files import read_manifest
 from lram.calibration.record import CalibrationDataError, CalibrationSet, load_calibration, save_calibration
 
 from .conftest import build_graph, scramble
@@ -17,9 +17,9 @@ from .conftest import build_graph, scramble
 
 def test_data_roundtrip_and_positions(calib, fp32_graph, tmp_path):
     p = save_calibration(calib, tmp_path / "c.npz")
-    cs = load_calibration(p, read_manifest_file(fp32_graph))
+    cs = load_calibration(p, read_manifest(fp32_graph))
     assert len(cs) == len(calib) >= 32
-    assert cs.meta["config_hash"] == read_manifest_file(fp32_graph).model["config_hash"]
+    assert cs.meta["config_hash"] == read_manifest(fp32_graph).model["config_hash"]
     assert len(set(cs.episodes.tolist())) == 4 and cs.positions.max() > 20  # spread over episodes and positions
     assert "state_in.0.C" in cs.inputs and cs.inputs["state_in.0.C"].shape[0] == len(cs)
 
@@ -29,13 +29,13 @@ def test_data_from_another_model(calib, tmp_path):
                                                           "target_return": -100.0})
     p = save_calibration(calib, tmp_path / "c.npz")
     with pytest.raises(CalibrationDataError, match="another model"):
-        load_calibration(p, read_manifest_file(other))
+        load_calibration(p, read_manifest(other))
 
 
 def test_too_few_samples(calib, fp32_graph, tmp_path):
     p = save_calibration(calib, tmp_path / "c.npz")
     with pytest.raises(CalibrationDataError, match="at least 1000"):
-        load_calibration(p, read_manifest_file(fp32_graph), min_samples=1000)
+        load_calibration(p, read_manifest(fp32_graph), min_samples=1000)
 
 
 def test_nan_in_recording(calib, fp32_graph, tmp_path):
@@ -44,7 +44,7 @@ def test_nan_in_recording(calib, fp32_graph, tmp_path):
     bad = CalibrationSet(inputs, calib.positions, calib.episodes, calib.seeds, dict(calib.meta))
     p = save_calibration(bad, tmp_path / "c.npz")
     with pytest.raises(CalibrationDataError, match=r"non-finite values in 'state_in.1.c'.*sample 5"):
-        load_calibration(p, read_manifest_file(fp32_graph))
+        load_calibration(p, read_manifest(fp32_graph))
 
 
 def _report(drop=0.0, state=0.01, growth=1.0, nonfinite=None, agreement=0.99):
@@ -84,7 +84,7 @@ def test_cli_fp16_passes_and_broken_exits_nonzero(fp32_graph, tmp_path, monkeypa
     r = CliRunner().invoke(calibrate, [str(fp32_graph), *args, "-o", str(out)])
     assert r.exit_code == 0, r.output
     assert "gate:              PASSED" in r.output and out.exists()
-    assert read_manifest_file(out).precision == "fp16"
+    assert read_manifest(out).precision == "fp16"
     rep = json.loads((tmp_path / "p16.report.json").read_text())
     assert rep["gate"]["passed"] and rep["drift"]["steps"] == 200
 

@@ -8,7 +8,8 @@ import onnx
 import pytest
 from onnx import TensorProto
 
-from lram.calibration.graph import GraphError, manifest_of, recurrent_nodes, weight_matmuls
+from lram.calibration.graph import GraphError, recurrent_nodes, weight_matmuls
+from lram.runtime.model_files import read_manifest
 from lram.runtime.manifest import sidecar_path
 
 from .conftest import run_side_by_side
@@ -39,7 +40,7 @@ def test_fp16_keeps_state_and_stabiliser_fp32(fp32_graph, fp16_graph):
             assert all(types.get(x) == TensorProto.FLOAT for x in n.input), n.name
     # the sLSTM recurrent kernel (on the recurrence) stays FP32
     src = onnx.load(str(fp32_graph))
-    rec = {w.node for w in weight_matmuls(src) if w.recurrent}
+    rec = {w.node for w in weight_matmuls(src, read_manifest(fp32_graph)) if w.recurrent}
     assert rec and all(n.name in rec for n in m.graph.node if n.name in rec)
     assert not any(n.name + "_fp16" in {x.name for x in m.graph.node} for n in src.graph.node if n.name in rec)
     # every FP16 MatMul is wrapped in explicit casts
@@ -47,7 +48,7 @@ def test_fp16_keeps_state_and_stabiliser_fp32(fp32_graph, fp16_graph):
     for n in m.graph.node:
         if n.op_type == "MatMul" and n.name.endswith("_fp16"):
             assert casts[n.input[0]].attribute[0].i == TensorProto.FLOAT16
-    assert manifest_of(m).precision == "fp16"
+    assert read_manifest(fp16_graph).precision == "fp16"
     assert json.loads(sidecar_path(fp16_graph).read_text())["precision"] == "fp16"
 
 
@@ -59,7 +60,7 @@ def test_fp16_runs_and_tracks_fp32(fp32_graph, fp16_graph, calib):
 
 def test_int8_qdq_only_on_weight_matmuls(fp32_graph, int8_graph):
     src = onnx.load(str(fp32_graph))
-    rec_names = {src.graph.node[i].name for i in recurrent_nodes(src)}
+    rec_names = {src.graph.node[i].name for i in recurrent_nodes(src, read_manifest(fp32_graph))}
     m = onnx.load(str(int8_graph))
     inits = {i.name: i for i in m.graph.initializer}
     producers = {o: n for n in m.graph.node for o in n.output}
@@ -88,7 +89,7 @@ def test_int8_qdq_only_on_weight_matmuls(fp32_graph, int8_graph):
     for v in (*m.graph.input, *m.graph.output):
         if v.name.startswith(("state_in.", "state_out.")):
             assert v.type.tensor_type.elem_type == TensorProto.FLOAT
-    assert manifest_of(m).precision == "int8"
+    assert read_manifest(int8_graph).precision == "int8"
 
 
 def test_int8_runs_and_stays_close(fp32_graph, int8_graph, calib):

@@ -78,7 +78,7 @@ def test_compile_needs_a_manifest(tmp_path):
 
 def test_compile_without_tensorrt_is_a_clear_error(tmp_path, monkeypatch):
     p = small_graph(tmp_path / "small.onnx")
-    monkeypatch.setattr(tb, "read_graph_manifest", lambda path: None)
+    monkeypatch.setattr(tb, "read_manifest", lambda path: None)
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     r = CliRunner().invoke(compile_, [str(p)])
     assert r.exit_code != 0 and "TensorRT is not installed" in r.output

@@ -32,7 +32,8 @@ def test_no_manifest_refused(tmp_path, fake):
 
 
 @pytest.mark.parametrize("field,value,match", [
-    ("format_version", 2, "format_version 2 is not supported"),
+    ("format_version", 3, "format_version 3 is not supported"),
+    ("format_version", 1, "format_version 1 is not supported.*re-export"),
     ("format", "something-else", "not an lram step-graph manifest"),
 ])
 def test_unknown_version_or_format_refused(tmp_path, fake, field, value, match):
