@@ -1,7 +1,8 @@
 """How far a reduced-precision graph is from its FP32 original, measured in the simulator, and the gate.
 
-Three measurements, all through the runtime (``Policy``: input checks, return bookkeeping, state slots), with
-the reference (FP32) and the candidate graph each carrying their own recurrent state:
+Three measurements, both graphs run by lram.verify's runners on ONNX Runtime (the comparison rules are
+lram.verify.compare's), the reference (FP32) and the candidate each carrying their own recurrent state, the
+return-to-go computed here as target - rewards so far:
 
 1. Held-out rollouts (seeds ``HELDOUT_SEED0``+, never used for calibration): FP32 drives the simulator; the
    candidate is fed the same observations / rewards / episode starts. Action agreement (all action dims in
@@ -24,94 +25,26 @@ from pathlib import Path
 
 import numpy as np
 
+from lram.verify.compare import decision_logits, state_error
+
 from .record import HELDOUT_SEED0
 
 DEFAULTS = {"tolerance_points": 5.0, "max_state_error": 0.5, "max_growth": 3.0, "min_agreement": None}
 
 
-class _Capture:
-    """Backend wrapper that keeps the last outputs (logits) and times each call."""
+def _runner(path):
+    from lram.verify.runners import GraphRunner
 
-    def __init__(self, inner):
-        self.inner = inner
-        self.name, self.inputs, self.outputs = inner.name, inner.inputs, inner.outputs
-        self.metadata = getattr(inner, "metadata", {})
-        self.last = None
-        self.times = []
-
-    def run(self, feeds):
-        t = time.perf_counter()
-        out = self.inner.run(feeds)
-        self.times.append(time.perf_counter() - t)
-        self.last = out
-        return out
-
-    def close(self):
-        self.inner.close()
+    return GraphRunner(path, "ort-cpu", threads=1)
 
 
-def _policy(path, target_return):
-    from lram.runtime.policy import Policy
-
-    p = Policy.load(path, n_robots=1, backend="ort-cpu", threads=1, target_return=target_return)
-    p.backend = _Capture(p.backend)
-    return p
+def _step(runner, obs, rtg, reward, first):
+    """One robot, one step: the runners take batches."""
+    return runner.step(obs[None], np.array([rtg], np.float32), np.array([reward], np.float32), np.array([first]))
 
 
-@dataclass
-class _Pair:
-    ref: object
-    cand: object
-    action: dict
-
-    def logits(self, p):
-        lg = p.backend.last["logits"][0]
-        if self.action.get("kind") == "discrete":
-            return lg[0, : self.action["n"]]
-        return lg[: self.action["shape"][0], 18:]  # the bin tokens of the used dims
-
-    def step(self, obs, reward, first, rtg=None):
-        o = obs[None].astype(np.float32)
-        r1 = self.ref.step_detailed(o, rtg, np.float32(reward), first)
-        r2 = self.cand.step_detailed(o, rtg, np.float32(reward), first)
-        return r1, r2
-
-
-def _bins(action, spec):
-    if spec.get("kind") == "discrete":
-        return np.asarray(action).reshape(-1)
-    lo, hi = np.asarray(spec["low"], np.float64), np.asarray(spec["high"], np.float64)
-    return np.floor((np.asarray(action, np.float64).reshape(-1) - lo) / (hi - lo) * spec.get("bins", 256)).astype(np.int64)
-
-
-def _state_error(ref_state: dict, cand_state: dict) -> float:
-    """max over state tensors of ||cand - ref|| / ||ref|| (inf when cand is non-finite). A norm ratio, not an
-    elementwise one: single near-zero entries (an sLSTM h close to 0) would otherwise dominate.
-
-    The stabiliser m is a free scale: (C, n, m) and (C e^d, n e^d, m - d) are the same memory (the outputs
-    are invariant), and reduced precision may well settle on another m. So the memories (mLSTM C, n; sLSTM
-    c, n) are compared after moving the candidate onto the reference's stabiliser, and m itself is not
-    compared: only what the outputs can see counts as divergence."""
-    def part(key):
-        block, _, name = key.rpartition(".")
-        return block, name
-
-    worst = 0.0
-    for k, r in ref_state.items():
-        c = cand_state[k]
-        if not np.isfinite(c).all():
-            return float("inf")
-        block, name = part(k)
-        if name == "m":
-            continue
-        m_key = f"{block}.m"
-        if name in ("C", "n", "c") and m_key in ref_state:
-            shift = np.exp(np.clip(cand_state[m_key] - ref_state[m_key], -80.0, 80.0))
-            c = c * shift.reshape(shift.shape + (1,) * (c.ndim - shift.ndim))
-        scale = float(np.linalg.norm(r))
-        err = float(np.linalg.norm(c - r))
-        worst = max(worst, err / scale if scale > 1e-6 else err)
-    return worst
+def _classes(out, task):
+    return decision_logits(out.logits, task)[0].argmax(-1)  # [dims]: the class each action dim decides on
 
 
 def _make_env(env_id):
@@ -120,26 +53,26 @@ def _make_env(env_id):
     return make_env(env_id)[0]
 
 
-def shadow_rollouts(pair: _Pair, env, episodes: int, seed0: int, bar=None, position_bucket: int = 50) -> dict:
+def shadow_rollouts(ref, cand, env, episodes: int, seed0: int, target: float, bar=None,
+                    position_bucket: int = 50) -> dict:
     """FP32 drives ``episodes`` episodes; the candidate is fed the same inputs. Agreement and drift by position."""
-    same_all, same_dim, dist, rejected, successes, returns = [], [], [], 0, [], []
+    task = ref.task
+    same_all, same_dim, dist, successes, returns = [], [], [], [], []
     by_pos: dict[int, list] = {}
     for e in range(episodes):
         obs, reward, t, ret = env.reset(seed0 + e), 0.0, 0, 0.0
-        pair.ref.reset(0)
-        pair.cand.reset(0)
+        ref.reset(1)
+        cand.reset(1)
         while True:
-            r1, r2 = pair.step(obs, reward, t == 0)
-            if r1.rejected or r2.rejected:
-                rejected += 1
-            else:
-                b1, b2 = _bins(r1.action[0], pair.action), _bins(r2.action[0], pair.action)
-                same_all.append(bool((b1 == b2).all()))
-                same_dim.append(float((b1 == b2).mean()))
-                dist.append(float(np.abs(b1 - b2).mean()))
-                d = float(np.abs(pair.logits(pair.ref) - pair.logits(pair.cand)).max())
-                by_pos.setdefault(t // position_bucket, []).append(d)
-            res = env.step(r1.action[0])
+            o1 = _step(ref, obs, target - ret, reward, t == 0)
+            o2 = _step(cand, obs, target - ret, reward, t == 0)
+            b1, b2 = _classes(o1, task), _classes(o2, task)
+            same_all.append(bool((b1 == b2).all()))
+            same_dim.append(float((b1 == b2).mean()))
+            dist.append(float(np.abs(b1 - b2).mean()))
+            d = float(np.abs(decision_logits(o1.logits, task) - decision_logits(o2.logits, task)).max())
+            by_pos.setdefault(t // position_bucket, []).append(d)
+            res = env.step(o1.action[0])
             obs, reward, t, ret = res.obs, res.reward, t + 1, ret + res.reward
             if bar is not None:
                 bar.update(1)
@@ -149,7 +82,7 @@ def shadow_rollouts(pair: _Pair, env, episodes: int, seed0: int, bar=None, posit
                 break
     n = len(same_all)
     return {
-        "episodes": episodes, "seeds": [seed0, seed0 + episodes - 1], "steps": n, "rejected_steps": rejected,
+        "episodes": episodes, "seeds": [seed0, seed0 + episodes - 1], "steps": n,
         "action_agreement": float(np.mean(same_all)) if n else None,
         "per_dim_agreement": float(np.mean(same_dim)) if n else None,
         "mean_bin_distance": float(np.mean(dist)) if n else None,
@@ -160,20 +93,23 @@ def shadow_rollouts(pair: _Pair, env, episodes: int, seed0: int, bar=None, posit
     }
 
 
-def drift_stream(pair: _Pair, env, steps: int, window: int, seed0: int, target_return: float, bar=None,
+def drift_stream(ref, cand, env, steps: int, window: int, seed0: int, target_return: float, bar=None,
                  state_every: int = 10) -> dict:
     """``steps`` steps with the recurrent state never reset; per-window logit drift and state error."""
+    task = ref.task
     windows, cur = [], None
     obs, reward, ep, ret = env.reset(seed0), 0.0, 0, 0.0
     nonfinite_at = None
+    ref.reset(1)
+    cand.reset(1)
     for t in range(steps):
         if t % window == 0:
             cur = {"start": t, "max_logit_diff": 0.0, "sum": 0.0, "n": 0, "state_error": 0.0}
             windows.append(cur)
-        rtg = np.array([[target_return - ret]], np.float32)
-        r1, r2 = pair.step(obs, reward, t == 0, rtg=rtg)
-        l1, l2 = pair.logits(pair.ref), pair.logits(pair.cand)
-        if not np.isfinite(l2).all() or r2.rejected and not r1.rejected:
+        o1 = _step(ref, obs, target_return - ret, reward, t == 0)
+        o2 = _step(cand, obs, target_return - ret, reward, t == 0)
+        l1, l2 = decision_logits(o1.logits, task), decision_logits(o2.logits, task)
+        if not np.isfinite(l2).all():
             nonfinite_at = t
             cur["max_logit_diff"] = float("inf")
             break
@@ -182,8 +118,8 @@ def drift_stream(pair: _Pair, env, steps: int, window: int, seed0: int, target_r
         cur["sum"] += float(d.mean())
         cur["n"] += 1
         if t % state_every == 0 or t == steps - 1:
-            cur["state_error"] = max(cur["state_error"], _state_error(pair.ref.slots.state, pair.cand.slots.state))
-        res = env.step(r1.action[0])
+            cur["state_error"] = max(cur["state_error"], state_error(o1.state, o2.state, ref.state_specs))
+        res = env.step(o1.action[0])
         obs, reward, ret = res.obs, res.reward, ret + res.reward
         if res.done:  # a new simulator episode; the model's state carries on
             ep += 1
@@ -202,14 +138,14 @@ def drift_stream(pair: _Pair, env, steps: int, window: int, seed0: int, target_r
             "nonfinite_at": nonfinite_at}
 
 
-def closed_loop(policy, env, episodes: int, seed0: int, bar=None) -> dict:
-    """``policy`` drives ``episodes`` episodes on seeds seed0.. on its own."""
+def closed_loop(runner, env, episodes: int, seed0: int, target: float, bar=None) -> dict:
+    """``runner`` drives ``episodes`` episodes on seeds seed0.. on its own."""
     results = []
     for e in range(episodes):
         obs, reward, t, ret = env.reset(seed0 + e), 0.0, 0, 0.0
-        policy.reset(0)
+        runner.reset(1)
         while True:
-            a = policy.step_detailed(obs[None].astype(np.float32), None, np.float32(reward), t == 0).action
+            a = _step(runner, obs, target - ret, reward, t == 0).action
             res = env.step(a[0])
             obs, reward, t, ret = res.obs, res.reward, t + 1, ret + res.reward
             if bar is not None:
@@ -225,10 +161,10 @@ def compare(reference: str | Path, candidate: str | Path, env_id: str | None = N
             drift_steps: int = 10_000, window: int = 1_000, seed0: int = HELDOUT_SEED0,
             target_return: float | None = None, progress: bool = False, thresholds: dict | None = None) -> dict:
     """The accuracy report of ``candidate`` against ``reference`` (see the module docstring), gate included."""
-    ref, cand = _policy(reference, target_return), _policy(candidate, target_return)
+    ref, cand = _runner(reference), _runner(candidate)
     try:
         man = ref.manifest
-        if man.model.get("config_hash") != cand.manifest.model.get("config_hash"):
+        if ref.config_hash != cand.config_hash:
             raise ValueError(f"{candidate} is not a conversion of {reference} (config_hash differs)")
         env_id = env_id or man.model.get("task", {}).get("name")
         if not env_id:
@@ -242,13 +178,12 @@ def compare(reference: str | Path, candidate: str | Path, env_id: str | None = N
         if progress:
             from tqdm import tqdm
             bar = tqdm(total=2 * rollouts * max_steps + drift_steps, desc=f"check {Path(candidate).name}", unit="step")
-        pair = _Pair(ref, cand, man.action)
         t0 = time.time()
         try:
-            shadow = shadow_rollouts(pair, env, rollouts, seed0, bar)
-            ref_times, cand_times = list(ref.backend.times), list(cand.backend.times)
-            cand_loop = closed_loop(cand, env, rollouts, seed0, bar)
-            drift = drift_stream(pair, env, drift_steps, window, seed0 + 50_000, float(target), bar)
+            shadow = shadow_rollouts(ref, cand, env, rollouts, seed0, float(target), bar)
+            ref_times, cand_times = list(ref.seconds), list(cand.seconds)
+            cand_loop = closed_loop(cand, env, rollouts, seed0, float(target), bar)
+            drift = drift_stream(ref, cand, env, drift_steps, window, seed0 + 50_000, float(target), bar)
         finally:
             if bar is not None:
                 bar.close()

@@ -1,8 +1,7 @@
 """Calibration data: the step graph's inputs, recurrent state included, recorded from closed-loop rollouts.
 
-The FP32 graph drives the simulator through the runtime (``lram.runtime.Policy``: its input checks, its
-return-to-go bookkeeping, its state slots); a thin wrapper around the policy's backend copies the exact feeds
-of the steps chosen for keeping. Steps are chosen per episode by reservoir sampling, so every episode position
+The FP32 graph drives the simulator through lram.verify's GraphRunner (ONNX Runtime; the return-to-go is
+target - rewards so far), and the exact feeds of the steps chosen for keeping are copied. Steps are chosen per episode by reservoir sampling, so every episode position
 (the first step with its zero state, the middle, the long tail) is equally likely to be kept, with a bounded
 memory (at 16M one sample holds 8.4 MB of state).
 
@@ -55,24 +54,6 @@ class CalibrationSet:
         return {k: v[i:i + 1] for k, v in self.inputs.items()}
 
 
-class _RecordingBackend:
-    """Wraps a runtime backend; ``keep`` decides per call whether the feeds are copied (before the call)."""
-
-    def __init__(self, inner):
-        self.inner = inner
-        self.name, self.inputs, self.outputs = inner.name, inner.inputs, inner.outputs
-        self.metadata = getattr(inner, "metadata", {})
-        self.keep = False
-        self.last = None
-
-    def run(self, feeds):
-        self.last = {k: np.array(v, copy=True) for k, v in feeds.items()} if self.keep else None
-        return self.inner.run(feeds)
-
-    def close(self):
-        self.inner.close()
-
-
 def _check_env_fits(manifest: Manifest, task, env_id: str) -> None:
     obs = list(manifest.observation.get("shape", []))
     act = manifest.action
@@ -87,19 +68,18 @@ def record(model_path: str | Path, env_id: str | None = None, episodes: int = 8,
     """Run ``episodes`` closed-loop episodes of the graph at ``model_path`` in ``env_id`` (default: the task
     name in its manifest) and keep about ``samples`` steps, spread over the episodes and their positions."""
     from lram.model.envs import make_env
-    from lram.runtime.policy import Policy
+    from lram.verify.runners import GraphRunner
 
     if episodes < 1 or samples < 1:
         raise ValueError("episodes and samples must be positive")
-    policy = Policy.load(model_path, n_robots=1, backend="ort-cpu", threads=1, target_return=target_return)
-    manifest = policy.manifest
+    runner = GraphRunner(model_path, "ort-cpu", threads=1)
+    manifest = runner.manifest
     env_id = env_id or manifest.model.get("task", {}).get("name") or None
     if not env_id:
         raise CalibrationDataError("the model's manifest names no environment: pass env_id (e.g. metaworld:pick-place-v3)")
-    if target_return is None and manifest.target_return is None:
+    target = target_return if target_return is not None else manifest.target_return
+    if target is None:
         raise CalibrationDataError("the model has no target_return in its manifest: pass target_return")
-    rec = _RecordingBackend(policy.backend)
-    policy.backend = rec
     env, task = make_env(env_id)
     _check_env_fits(manifest, task, env_id)
     per_ep = max(1, -(-samples // episodes))
@@ -114,24 +94,21 @@ def record(model_path: str | Path, env_id: str | None = None, episodes: int = 8,
         for e in range(episodes):
             seed = seed0 + e
             obs = env.reset(seed)
-            policy.reset(0)
-            reservoir, reward, t = [], 0.0, 0
+            runner.reset(1)
+            reservoir, reward, ret, t = [], 0.0, 0.0, 0
             while True:
                 # reservoir sampling (Algorithm R): step t replaces a kept one with probability per_ep / (t + 1)
                 slot = t if t < per_ep else int(rng.integers(0, t + 1))
-                rec.keep = slot < per_ep
-                res = policy.step_detailed(obs[None].astype(np.float32), None, np.float32(reward), t == 0)
-                if res.rejected:
-                    raise CalibrationDataError(f"episode {e} (seed {seed}) step {t}: the runtime refused the step: "
-                                               + "; ".join(r.reason for r in res.rejected.values()))
-                if rec.keep:
-                    item = (rec.last, t)
+                inputs = (obs[None].astype(np.float32), [target - ret], [reward], [t == 0])
+                if slot < per_ep:
+                    item = ({k: np.array(v, copy=True) for k, v in runner.feeds(*inputs).items()}, t)
                     if t < per_ep:
                         reservoir.append(item)
                     else:
                         reservoir[slot] = item
-                r = env.step(res.action[0])
-                obs, reward, t = r.obs, r.reward, t + 1
+                out = runner.step(*inputs)
+                r = env.step(out.action[0])
+                obs, reward, ret, t = r.obs, r.reward, ret + r.reward, t + 1
                 steps += 1
                 if r.done or (max_steps is not None and t >= max_steps):
                     break
@@ -147,7 +124,7 @@ def record(model_path: str | Path, env_id: str | None = None, episodes: int = 8,
         if bar is not None:
             bar.close()
         env.close()
-        policy.close()
+        runner.close()
     names = [t.name for t in manifest.inputs]
     inputs = {n: np.concatenate([k[n] for k in kept], axis=0) for n in names}
     meta = {
@@ -155,7 +132,7 @@ def record(model_path: str | Path, env_id: str | None = None, episodes: int = 8,
         "config_hash": manifest.model.get("config_hash"), "precision": manifest.precision,
         "model": Path(model_path).name, "env": env_id, "episodes": episodes,
         "seeds": [seed0, seed0 + episodes - 1], "samples": len(kept), "samples_per_episode": per_ep,
-        "env_steps": steps, "target_return": target_return if target_return is not None else manifest.target_return,
+        "env_steps": steps, "target_return": target,
         "inputs": {n: [list(inputs[n].shape[1:]), str(inputs[n].dtype)] for n in names},
         "seconds": round(time.time() - t0, 2), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }

@@ -13,7 +13,7 @@ COMMANDS = {
     "evaluate": "lram.cli.model_commands:evaluate",
     "collect": "lram.cli.model_commands:collect",
     "export": "lram.cli.export_commands:export",
-    "verify": "lram.cli.export_commands:verify_",
+    "verify": "lram.cli.verify_commands:verify_",
     "compile": "lram.cli.compile_commands:compile_",
     "run": "lram.cli.run_commands:run",
     "bench": "lram.cli.bench_commands:bench",

@@ -80,22 +80,20 @@ def int8_graph(fp32_graph, calib):
 
 def run_side_by_side(path_a, path_b, calib, steps=200):
     """Both graphs fed the recorded inputs in a loop, each carrying its own state: (max logit diff, max rel state err)."""
-    from lram.bench.precision import session
+    from lram.verify.runners import GraphRunner
 
-    sa, sb = session(path_a), session(path_b)
-    names = [o.name for o in sa.get_outputs()]
-    state = {p: {k: np.zeros_like(v[:1]) for k, v in calib.inputs.items() if k.startswith("state_in.")} for p in "ab"}
-    worst_logit, worst_state = 0.0, 0.0
+    a, b = GraphRunner(path_a), GraphRunner(path_b)
+    a.reset(1)
+    b.reset(1)
+    worst_logit = 0.0
     for t in range(steps):
         i = t % len(calib)
-        base = {k: calib.inputs[k][i:i + 1] for k in ("obs", "rtg", "prev_reward")}
-        base["first"] = np.array([t == 0])
-        outs = {}
-        for p, s in (("a", sa), ("b", sb)):
-            outs[p] = dict(zip(names, s.run(None, {**base, **state[p]})))
-            state[p] = {k.replace("state_out.", "state_in."): v for k, v in outs[p].items() if k.startswith("state_out.")}
-        worst_logit = max(worst_logit, float(np.abs(outs["a"]["logits"] - outs["b"]["logits"]).max()))
-    for k in state["a"]:
-        ref = np.linalg.norm(state["a"][k])
-        worst_state = max(worst_state, float(np.linalg.norm(state["a"][k] - state["b"][k]) / max(ref, 1e-6)))
+        feeds = (calib.inputs["obs"][i:i + 1], calib.inputs["rtg"][i:i + 1, 0], calib.inputs["prev_reward"][i:i + 1, 0],
+                 np.array([t == 0]))
+        oa, ob = a.step(*feeds), b.step(*feeds)
+        worst_logit = max(worst_logit, float(np.abs(oa.logits - ob.logits).max()))
+    worst_state = 0.0
+    for spec in a.state_specs:
+        ref = np.linalg.norm(oa.state[spec.name])
+        worst_state = max(worst_state, float(np.linalg.norm(oa.state[spec.name] - ob.state[spec.name]) / max(ref, 1e-6)))
     return worst_logit, worst_state

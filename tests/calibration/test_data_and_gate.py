@@ -114,22 +114,32 @@ def test_cli_int8_with_foreign_data_is_a_clear_error(fp32_graph, calib, tmp_path
 
 
 def test_state_error_ignores_the_stabiliser_scale_but_not_real_drift():
-    """(C, n, m) and (C e^-d, n e^-d, m + d) are the same memory: not divergence. A changed memory is."""
+    """(C, n, m) and (C e^-d, n e^-d, m + d) are the same memory: not divergence. A changed memory is. The
+    roles come from the declared state, not from the tensor names (here deliberately meaningless)."""
     import numpy as np
 
-    from lram.calibration.accuracy import _state_error
+    from lram.runtime.manifest import StateSpec
+    from lram.verify.compare import state_error
 
+    specs = [StateSpec("a", [4, 8, 8], role="memory", stabiliser="c", block=0, cell="mlstm"),
+             StateSpec("b", [4, 8, 1], role="normaliser", stabiliser="c", block=0, cell="mlstm"),
+             StateSpec("c", [4, 1, 1], role="stabiliser", block=0, cell="mlstm"),
+             StateSpec("d", [16], role="hidden", block=1, cell="slstm"),
+             StateSpec("e", [16], role="memory", stabiliser="g", block=1, cell="slstm"),
+             StateSpec("f", [16], role="normaliser", stabiliser="g", block=1, cell="slstm"),
+             StateSpec("g", [16], role="stabiliser", block=1, cell="slstm")]
     rng = np.random.default_rng(0)
-    ref = {"state_in.0.C": rng.standard_normal((2, 4, 8, 8)), "state_in.0.n": rng.standard_normal((2, 4, 8, 1)),
-           "state_in.0.m": rng.standard_normal((2, 4, 1, 1)), "state_in.1.h": rng.standard_normal((2, 16)),
-           "state_in.1.c": rng.standard_normal((2, 16)), "state_in.1.n": rng.random((2, 16)) + 0.5,
-           "state_in.1.m": rng.standard_normal((2, 16))}
+    ref = {"a": rng.standard_normal((2, 4, 8, 8)), "b": rng.standard_normal((2, 4, 8, 1)),
+           "c": rng.standard_normal((2, 4, 1, 1)), "d": rng.standard_normal((2, 16)),
+           "e": rng.standard_normal((2, 16)), "f": rng.random((2, 16)) + 0.5, "g": rng.standard_normal((2, 16))}
     d0, d1 = rng.standard_normal((2, 4, 1, 1)) * 3, rng.standard_normal((2, 16)) * 3
     same = dict(ref)
-    same["state_in.0.C"], same["state_in.0.n"] = ref["state_in.0.C"] * np.exp(-d0), ref["state_in.0.n"] * np.exp(-d0)
-    same["state_in.0.m"] = ref["state_in.0.m"] + d0
-    same["state_in.1.c"], same["state_in.1.n"] = ref["state_in.1.c"] * np.exp(-d1), ref["state_in.1.n"] * np.exp(-d1)
-    same["state_in.1.m"] = ref["state_in.1.m"] + d1
-    assert _state_error(ref, same) < 1e-9
-    drifted = dict(same, **{"state_in.0.C": same["state_in.0.C"] * 1.5})
-    assert _state_error(ref, drifted) > 0.4
+    same["a"], same["b"], same["c"] = ref["a"] * np.exp(-d0), ref["b"] * np.exp(-d0), ref["c"] + d0
+    same["e"], same["f"], same["g"] = ref["e"] * np.exp(-d1), ref["f"] * np.exp(-d1), ref["g"] + d1
+    assert state_error(ref, same, specs) < 1e-9
+    assert state_error(ref, dict(same, a=same["a"] * 1.5), specs) > 0.4
+    assert state_error(ref, dict(same, d=same["d"] + 1.0), specs) > 0.1  # a hidden state is compared as is
+    # declared as a plain memory without its stabiliser, the rescaled copy is (rightly) a different state
+    plain = [StateSpec(s.name, s.shape, role="memory" if s.role == "stabiliser" else s.role, block=s.block,
+                       cell=s.cell) for s in specs]
+    assert state_error(ref, same, plain) > 0.4

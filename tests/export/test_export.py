@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from lram.cli.main import cli
 from lram.export.onnx_export import ExportError, export_onnx
 from lram.export.step_graph import StepGraph
-from lram.export.verify import verify
+from lram.verify.parity import verify
+from lram.verify.runners import CheckpointRunner, GraphRunner
 from lram.model.checkpoint import save_checkpoint
 from lram.runtime.manifest import METADATA_KEY, Manifest, sidecar_path
 
@@ -29,7 +30,7 @@ def test_parity_with_pytorch_step(tmp_path, make, name, kind):
     model = make(name, kind, seed=1)
     path = export_onnx(model, tmp_path / "p.onnx")
     steps = 120 if kind == "state" else 40
-    report = verify(str(path), model, steps=steps, robots=3, env_id="", window=steps // 2)
+    report = verify(GraphRunner(path), CheckpointRunner(model), steps=steps, robots=3, env_id="", window=steps // 2)
     assert report.passed, report
     assert report.max_abs_logit_diff <= 1e-4 and report.action_agreement == 1.0
     assert report.max_abs_logit_diff > 0  # fp32 against float64: never bit-equal, so the comparison ran
@@ -59,7 +60,7 @@ def test_exact_logsigmoid_survives_strongly_negative_forget_gates(tmp_path, make
         for block in model.encoder.layers.blocks:
             block.xlstm.mlstm_cell.fgate.bias.fill_(-40.0)
     path = export_onnx(model, tmp_path / "f.onnx")
-    report = verify(str(path), model, steps=60, robots=2, env_id="", window=60)
+    report = verify(GraphRunner(path), CheckpointRunner(model), steps=60, robots=2, env_id="", window=60)
     assert report.passed, report
     ops = {n.op_type for n in onnx.load(path).graph.node}
     assert "Softplus" in ops and "Log" not in ops
@@ -73,7 +74,7 @@ def test_verify_catches_a_wrong_graph(tmp_path, make):
     arr = onnx.numpy_helper.to_array(big) * 1.01
     big.CopyFrom(onnx.numpy_helper.from_array(arr.astype(np.float32), big.name))
     onnx.save(proto, path)
-    report = verify(str(path), model, steps=40, robots=2, env_id="", window=40)
+    report = verify(GraphRunner(path), CheckpointRunner(model), steps=40, robots=2, env_id="", window=40)
     assert not report.passed and report.max_abs_logit_diff > 1e-4 and report.worst_excess > 1
 
 

@@ -1,0 +1,90 @@
+"""lram verify: any candidate against any reference, side by side over long runs."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from lram.runtime.backends import BACKENDS
+
+
+@click.command(name="verify")
+@click.argument("candidate", type=click.Path(exists=True))
+@click.option("--against", "reference", required=True, type=click.Path(exists=True),
+              help="The reference: the checkpoint it was exported from (directory or reference model.zip), or "
+                   "another graph / engine (e.g. the FP32 graph an FP16 or INT8 graph was made from).")
+@click.option("--steps", default=10_000, show_default=True, help="Environment steps (half simulator, half adversarial).")
+@click.option("--robots", default=4, show_default=True, help="Robots run side by side (batch).")
+@click.option("--env", help="Simulator for the real-observation half (default: the task the model names). "
+                            "Required with a reference model.zip, which names no task.")
+@click.option("--backend", type=click.Choice(BACKENDS), default="ort-cpu", show_default=True,
+              help="Backend for a graph or engine CANDIDATE (a graph reference always runs on ort-cpu).")
+@click.option("--reference-dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True,
+              help="Precision of a checkpoint reference (float64 measures an fp32 graph's own error).")
+@click.option("--atol", type=float, help="Allowed |dlogit| = atol + rtol * max|logit| per robot-step "
+                                         "[default by precision: fp32 1e-4, fp16 0.05; int8 not gated].")
+@click.option("--rtol", type=float, help="Relative part of the allowed |dlogit| [fp32 5e-5, fp16 0.02].")
+@click.option("--max-state-error", default=0.5, show_default=True,
+              help="Fail when the stabiliser-aligned relative state error passes this (graph vs graph).")
+@click.option("--window", default=1000, show_default=True, help="Steps per reported window.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the report as JSON.")
+@click.option("--hydra-config", type=click.Path(), help="Reference model.zip only: the run's .hydra/config.yaml.")
+def verify_(candidate, reference, steps, robots, env, backend, reference_dtype, atol, rtol, max_state_error, window,
+            seed, json_out, hydra_config):
+    """Step CANDIDATE (a graph, an engine or a checkpoint) and the --against reference on the same inputs and
+    compare logits, actions and state; exit 1 past tolerance."""
+    import torch
+
+    from lram.model.checkpoint import CheckpointError
+    from lram.model.config import ConfigError
+    from lram.runtime.backend import BackendUnavailable
+    from lram.runtime.manifest import ManifestError
+    from lram.runtime.model_files import check_writable
+    from lram.verify.parity import VerifyError, verify
+    from lram.verify.runners import RunnerError, open_runner
+
+    torch.set_num_threads(1)
+    errors = (CheckpointError, ConfigError, ManifestError, VerifyError, RunnerError, BackendUnavailable,
+              FileNotFoundError)
+    if (atol is None) != (rtol is None):
+        raise click.UsageError("give both --atol and --rtol, or neither (defaults by precision)")
+    runners = []
+    try:
+        if json_out:
+            check_writable(json_out)  # before a long run, not after it
+        dtype = torch.float64 if reference_dtype == "float64" else torch.float32
+        runners.append(open_runner(reference, hydra_config=hydra_config, env=env, dtype=dtype))
+        runners.append(open_runner(candidate, backend=backend, hydra_config=hydra_config, env=env, dtype=dtype))
+        ref, cand = runners
+        report = verify(cand, ref, steps=steps, robots=robots, seed=seed, env_id=env, atol=atol, rtol=rtol,
+                        window=window, progress=True, max_state_error=max_state_error)
+    except errors as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        for r in runners:
+            r.close()
+    click.echo(f"{report.candidate}  vs  {report.reference}")
+    click.echo(f"{'phase':<12} {'steps':>12} {'max |dlogit|':>13} {'/ allowed':>10} {'agreement':>10} {'near-ties':>10} "
+               f"{'state err':>10}")
+    for w in report.windows:
+        se = "-" if w.state_error is None else f"{w.state_error:.2e}"
+        click.echo(f"{w.phase:<12} {w.start:>6}-{w.start + w.steps:<5} {w.max_abs_logit_diff:>13.2e} "
+                   f"{w.worst_excess:>10.3f} {w.action_agreement:>10.4f} {w.near_ties:>10} {se:>10}")
+    for note in report.notes:
+        click.echo(f"note: {note}")
+    tol = (f"the allowed atol {report.atol:g} + rtol {report.rtol:g} x max|logit|" if report.atol is not None
+           else "(not gated at this precision)")
+    click.echo(f"{'PASS' if report.passed else 'FAIL'}: {report.steps} steps x {report.robots} robots, "
+               f"{report.episodes} episodes; max |dlogit| {report.max_abs_logit_diff:.2e}, worst "
+               f"{report.worst_excess:.2f} x {tol}; action agreement {report.action_agreement:.4%} "
+               f"({report.near_ties} near-ties, exact {report.exact_agreement:.4%})"
+               + ("" if report.max_state_error is None else f"; max state error {report.max_state_error:.2e}"))
+    for f in report.failures:
+        click.echo(f"  failed: {f}")
+    if json_out:
+        from pathlib import Path
+
+        Path(json_out).write_text(json.dumps(report.to_dict(), indent=2, default=float))
+    if not report.passed:
+        raise SystemExit(1)
