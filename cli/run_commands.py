@@ -36,7 +36,7 @@ def run(model, env_id, hz, episodes, seed, backend, threads, miss_policy, infer_
     from tqdm import tqdm
 
     from lram.runtime.backends import BackendUnavailable
-    from lram.runtime.control_loop import ControlLoop
+    from lram.runtime.control_loop import ControlLoop, LoopConfig
     from lram.runtime.gym_adapter import GymAdapter
     from lram.runtime.manifest import ManifestError
     from lram.runtime.policy import Policy
@@ -56,18 +56,20 @@ def run(model, env_id, hz, episodes, seed, backend, threads, miss_policy, infer_
     bar = tqdm(total=episodes, unit="ep", desc=env_id)
 
     def on_episode(ep):
-        done = adapter.results
+        judged = [e.success for e in adapter.results if e.success is not None]
         bar.update(1)
-        bar.set_postfix(success=f"{sum(e.success for e in done)}/{len(done)}", ret=f"{ep.ret:.1f}")
-        if not ep.index + 1 >= episodes:
-            policy.reset(0)  # the next reading has first=True anyway; this also clears the held action
+        bar.set_postfix(success=f"{sum(judged)}/{len(judged)}", ret=f"{ep.ret:.1f}")
 
     adapter.on_episode = on_episode
-    timeout = "period" if infer_timeout_ms is None else (infer_timeout_ms / 1e3 if infer_timeout_ms > 0 else None)
-    loop = ControlLoop(policy, adapter.sense, adapter.act, hz, warmup=warmup, infer_timeout=timeout, realtime=realtime,
-                       spin_s=spin_ms / 1e3,
-                       config={"model": str(model), "env": env_id, "seed": seed, "threads": threads,
-                               "backend_requested": backend})
+    # --infer-timeout-ms: default one period, 0 disables
+    periods = 1.0 if infer_timeout_ms is None else (infer_timeout_ms / 1e3 * hz if infer_timeout_ms > 0 else None)
+    try:
+        config = LoopConfig(hz=hz, warmup=warmup, timeout_periods=periods, realtime=realtime, spin_ms=spin_ms)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+    loop = ControlLoop(policy, adapter.sense, adapter.act, config,
+                       context={"model": str(model), "env": env_id, "seed": seed, "threads": threads,
+                                "backend_requested": backend})
     try:
         report = loop.run(max_steps=max_steps)
     finally:

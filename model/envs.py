@@ -1,160 +1,40 @@
-"""Simulators by id, behind one small interface.
+"""Simulators for training, evaluation and verification: runtime/sim.py's environments plus the TaskSpec the
+model needs (action bounds from the simulator, the domain's reward scale).
 
-Ids:
-- ``metaworld:<task>-v3`` (e.g. ``metaworld:pick-place-v3``, ``metaworld:reach-v3``): Meta-World's
-  goal-observable env with a fresh random layout per ``reset(seed)``, 500-step episodes, success =
-  ``info["success"]``, terminated on success.
-- ``gym:Pendulum-v1``: classic swing-up, 200 steps; success = upright (cos theta > 0.95) for each of the
-  last ``PENDULUM_HOLD`` steps of the episode (reported at the end, no early termination).
-
-``make_env`` returns the env and a :class:`TaskSpec` with the action bounds and reward scale; the task's
-``target_return`` and ``obs_low``/``obs_high`` come from expert data in training (Meta-World's declared goal
-bounds are wrong, so they are never read here). gymnasium / metaworld are imported lazily.
+The task's ``target_return`` and ``obs_low``/``obs_high`` come from expert data in training (Meta-World's
+declared goal bounds are wrong, so they are never read here). gymnasium / metaworld are imported lazily.
 """
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass
-
-import numpy as np
+from lram.runtime.sim import EnvError, SimEnv, make_sim
 
 from .config import REWARD_SCALES, TaskSpec
 
-METAWORLD_MAX_STEPS = 500
-PENDULUM_MAX_STEPS = 200
-PENDULUM_HOLD = 20
 GYM_REWARD_SCALES = {"Pendulum-v1": 100.0}
 KNOWN_ENVS = ("metaworld:pick-place-v3", "metaworld:reach-v3", "metaworld:button-press-v3", "gym:Pendulum-v1")
 
 
-class EnvError(ValueError):
-    """An unknown or unavailable environment id."""
-
-
-@dataclass
-class StepResult:
-    obs: np.ndarray
-    reward: float
-    done: bool  # the episode is over (terminated on success or out of time)
-    success: bool
-
-
-class SimEnv:
-    """One episode at a time: ``reset(seed) -> obs``, ``step(action) -> StepResult``. Actions are clipped to
-    the declared bounds before they reach the simulator."""
-
-    env_id: str
-    max_steps: int
-    task: TaskSpec
-
-    def reset(self, seed: int) -> np.ndarray:
-        raise NotImplementedError
-
-    def step(self, action) -> StepResult:
-        raise NotImplementedError
-
-    def clip(self, action) -> np.ndarray:
-        return np.clip(np.asarray(action, dtype=np.float64), self.task.action_low, self.task.action_high)
-
-    def close(self):
-        pass
-
-
-class MetaWorldEnv(SimEnv):
-    def __init__(self, task_name: str, seed: int = 0):
-        try:
-            import gymnasium as gym
-            import metaworld  # noqa: F401  (registers the Meta-World/* ids)
-        except ImportError as e:
-            raise EnvError(f"metaworld environments need gymnasium[mujoco] and metaworld installed ({e})") from None
-        self.env_id = f"metaworld:{task_name}"
-        self.task_name = task_name
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                self.env = gym.make("Meta-World/goal_observable", env_name=task_name, seed=seed)
-            except Exception as e:  # metaworld raises assorted errors for unknown names
-                raise EnvError(f"unknown Meta-World task {task_name!r}: {e}") from None
-        raw = self.env.unwrapped
-        raw._freeze_rand_vec = False  # a fresh layout per reset ...
-        raw.seeded_rand_vec = True  # ... drawn from the reset seed
-        self.max_steps = METAWORLD_MAX_STEPS
-        space = self.env.action_space
-        self.task = TaskSpec(
-            obs_kind="state", obs_shape=tuple(self.env.observation_space.shape), action_kind="continuous",
-            action_dim=int(space.shape[0]), action_low=tuple(float(x) for x in space.low),
-            action_high=tuple(float(x) for x in space.high), reward_scale=REWARD_SCALES["metaworld"],
-            name=self.env_id,
-        )
-        self.t = 0
-
-    def reset(self, seed: int) -> np.ndarray:
-        self.t = 0
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            # Meta-World's reset() ignores its seed argument; the layout comes from np_random, so seed that
-            # directly: the layout is then a function of the seed alone, not of the env's reset history.
-            self.env.unwrapped.seed(int(seed))
-            obs, _ = self.env.reset()
-        return np.asarray(obs, dtype=np.float32)
-
-    def step(self, action) -> StepResult:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            obs, reward, term, trunc, info = self.env.step(self.clip(action))
-        self.t += 1
-        success = bool(info.get("success", 0.0) > 0)
-        done = success or bool(term) or bool(trunc) or self.t >= self.max_steps
-        return StepResult(np.asarray(obs, dtype=np.float32), float(reward), done, success)
-
-    def close(self):
-        self.env.close()
-
-
-class PendulumEnv(SimEnv):
-    def __init__(self, seed: int = 0):
-        try:
-            import gymnasium as gym
-        except ImportError as e:
-            raise EnvError(f"gym environments need gymnasium installed ({e})") from None
-        self.env_id = "gym:Pendulum-v1"
-        self.env = gym.make("Pendulum-v1")
-        self.max_steps = PENDULUM_MAX_STEPS
-        space = self.env.action_space
-        self.task = TaskSpec(
-            obs_kind="state", obs_shape=(3,), action_kind="continuous", action_dim=1,
-            action_low=tuple(float(x) for x in space.low), action_high=tuple(float(x) for x in space.high),
-            reward_scale=GYM_REWARD_SCALES["Pendulum-v1"], name=self.env_id,
-        )
-        self.t = 0
-        self.upright = 0
-
-    def reset(self, seed: int) -> np.ndarray:
-        self.t, self.upright = 0, 0
-        obs, _ = self.env.reset(seed=int(seed))
-        return np.asarray(obs, dtype=np.float32)
-
-    def step(self, action) -> StepResult:
-        obs, reward, term, trunc, _ = self.env.step(self.clip(action).astype(np.float32))
-        self.t += 1
-        self.upright = self.upright + 1 if obs[0] > 0.95 else 0
-        done = bool(term) or bool(trunc) or self.t >= self.max_steps
-        success = done and self.upright >= PENDULUM_HOLD
-        return StepResult(np.asarray(obs, dtype=np.float32), float(reward), done, success)
-
-    def close(self):
-        self.env.close()
+def task_of(env: SimEnv) -> TaskSpec:
+    kind, _, name = env.env_id.partition(":")
+    scale = REWARD_SCALES["metaworld"] if kind == "metaworld" else GYM_REWARD_SCALES.get(name)
+    if scale is None:
+        raise EnvError(f"no reward scale is known for {env.env_id!r}; known: {', '.join(KNOWN_ENVS)}")
+    if env.action_n is not None:
+        return TaskSpec(obs_kind="state", obs_shape=env.obs_shape, action_kind="discrete", action_n=env.action_n,
+                        reward_scale=scale, name=env.env_id)
+    return TaskSpec(obs_kind="state", obs_shape=env.obs_shape, action_kind="continuous",
+                    action_dim=len(env.action_low), action_low=env.action_low, action_high=env.action_high,
+                    reward_scale=scale, name=env.env_id)
 
 
 def make_env(env_id: str, seed: int = 0) -> tuple[SimEnv, TaskSpec]:
     """``env_id`` -> (env, task spec without target_return / observation range)."""
-    kind, sep, name = env_id.partition(":")
-    if not sep or not name:
-        raise EnvError(f"environment id {env_id!r} must look like 'metaworld:pick-place-v3' or 'gym:Pendulum-v1'")
-    if kind == "metaworld":
-        env = MetaWorldEnv(name, seed=seed)
-    elif kind == "gym" and name == "Pendulum-v1":
-        env = PendulumEnv(seed=seed)
-    else:
+    kind, _, name = env_id.partition(":")
+    if kind == "gym" and name not in GYM_REWARD_SCALES:
         raise EnvError(f"unknown environment {env_id!r}; known: {', '.join(KNOWN_ENVS)}")
-    return env, env.task
+    env = make_sim(env_id, seed)
+    try:
+        return env, task_of(env)
+    except EnvError:
+        env.close()
+        raise

@@ -8,15 +8,13 @@ scheduling logic is tested with a fake clock.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from .deadlines import Schedule
 from .latency import jitter, summarize
 from .report import LoopReport, TickLog
-from .safe_action import MISS_POLICIES
-from .watchdog import BackendTimeout, Watchdog
 
 
 class StopLoop(Exception):
@@ -31,87 +29,94 @@ class Reading:
     rtg: object = None  # None: the policy's own return-to-go bookkeeping
 
 
+@dataclass
+class LoopConfig:
+    """How the loop runs; recorded as is in the report."""
+
+    hz: float = 50.0
+    warmup: int = 10  # inference calls before the first tick: first calls allocate and pick kernels
+    # The model's time limit per tick, in control periods (None: no limit). One period by default: later than
+    # that its action is for a state that is gone.
+    timeout_periods: float | None = 1.0
+    realtime: bool = True  # sleep to the schedule; False: as fast as possible, deadlines still accounted
+    # OS sleeps wake late (~0.1-1 ms on a loaded machine); spinning the last ``spin_ms`` before a release trades
+    # that much CPU per tick for a punctual start. Off by default: it costs a core on small boards.
+    spin_ms: float = 0.0
+    max_events: int = 200  # miss events kept in detail
+
+    def __post_init__(self):
+        if not self.hz > 0:
+            raise ValueError(f"hz must be positive, got {self.hz}")
+        if self.timeout_periods is not None and not self.timeout_periods > 0:
+            raise ValueError(f"timeout_periods must be positive or None, got {self.timeout_periods}")
+        if self.warmup < 0 or self.spin_ms < 0:
+            raise ValueError("warmup and spin_ms must not be negative")
+
+    @property
+    def period(self) -> float:
+        return 1.0 / self.hz
+
+
 class ControlLoop:
-    def __init__(self, policy, sense, act, hz: float, miss_policy: str | None = None, warmup: int = 10,
-                 infer_timeout: float | None | str = "period", realtime: bool = True,
-                 clock=time.perf_counter, sleep=time.sleep, max_events: int = 200, config: dict | None = None,
-                 spin_s: float = 0.0):
-        if hz <= 0:
-            raise ValueError("hz must be positive")
-        if miss_policy is not None:
-            if miss_policy not in MISS_POLICIES:
-                raise ValueError(f"unknown miss policy {miss_policy!r}; choose one of {', '.join(MISS_POLICIES)}")
-            policy.safe.policy = miss_policy
+    """sense -> policy -> act on absolute deadlines. The loop talks only to the Policy: the policy owns the
+    time limit, the miss policy and the safe action; the loop counts what happened."""
+
+    def __init__(self, policy, sense, act, config: LoopConfig | None = None, context: dict | None = None,
+                 clock=time.perf_counter, sleep=time.sleep):
         self.policy, self.sense, self.act = policy, sense, act
-        self.period = 1.0 / hz
-        self.hz = hz
-        self.warmup_steps = int(warmup)
-        # By default the model gets one period to answer: later than that its action is for a state that is gone.
-        self.infer_timeout = self.period if infer_timeout == "period" else infer_timeout
-        self.realtime = realtime
+        self.config = cfg = config or LoopConfig()
+        self.period = cfg.period
         self.clock, self.sleep = clock, sleep
-        # OS sleeps wake late (~0.1-1 ms on a loaded machine); spinning the last ``spin_s`` before a release
-        # trades that much CPU per tick for a punctual start. Off by default: it costs a core on small boards.
-        self.spin_s = float(spin_s)
-        self.max_events = max_events
         self.log = TickLog()
-        self.report = LoopReport(config={"hz": hz, "period_ms": self.period * 1e3, "miss_policy": policy.safe.policy,
-                                         "realtime": realtime, "robots": policy.n, "warmup_steps": self.warmup_steps,
-                                         "spin_ms": spin_s * 1e3,
-                                         "infer_timeout_ms": None if self.infer_timeout is None else self.infer_timeout * 1e3,
-                                         "backend": getattr(policy.backend, "name", type(policy.backend).__name__),
-                                         **(config or {})})
+        self.report = LoopReport(config={**asdict(cfg), "period_ms": self.period * 1e3,
+                                         "miss_policy": policy.miss_policy, "robots": policy.n,
+                                         "backend": policy.backend_name, **(context or {})})
 
     # -- bookkeeping --------------------------------------------------------------------------------------
     def _miss(self, kind: str, tick: int, reason: str, slot: int | None = None) -> None:
         r = self.report
         r.misses[kind] = r.misses.get(kind, 0) + 1
-        if len(r.events) < self.max_events:
+        if len(r.events) < self.config.max_events:
             r.events.append({"tick": tick, "kind": kind, "slot": slot, "reason": reason})
         else:
             r.events_dropped += 1
 
-    def _infer(self, reading, run, tick: int):
+    def _infer(self, reading, tick: int):
         """The action for this tick and whether every robot got the model's own action."""
         if not isinstance(reading, Reading):
             reading = Reading(np.asarray(reading), first=tick == 0)
-        try:
-            res = self.policy.step_detailed(reading.obs, reading.rtg, reading.prev_reward, reading.first, run=run)
-        except BackendTimeout as e:
-            self._miss("timeout", tick, str(e))
-            return self.policy.safe.fill(None, np.zeros(self.policy.n, bool)), False
-        except (KeyboardInterrupt, StopLoop):
-            raise
-        except Exception as e:  # a backend failure must cost one safe action, not the robot
-            self._miss("backend_error", tick, f"{type(e).__name__}: {e}")
-            return self.policy.safe.fill(None, np.zeros(self.policy.n, bool)), False
+        res = self.policy.step_detailed(reading.obs, reading.rtg, reading.prev_reward, reading.first)
+        if res.failure is not None:
+            self._miss(res.failure[0], tick, res.failure[1])
         for rej in res.rejected.values():
             self._miss("rejected_" + ("output" if rej.kind == "output" else "input"), tick, rej.reason, rej.slot)
-        return res.action, not res.rejected
+        return res.action, res.failure is None and not res.rejected
 
     # -- the loop -----------------------------------------------------------------------------------------
     def run(self, max_steps: int | None = None, on_tick=None) -> LoopReport:
         """Run until ``max_steps`` ticks, the sensor raises StopLoop, the miss policy says stop, or Ctrl-C.
         Always returns the report (also after KeyboardInterrupt)."""
-        r = self.report
-        watchdog = Watchdog(self.policy.backend.run, self.infer_timeout) if self.infer_timeout else None
+        r, cfg = self.report, self.config
+        spin_s = cfg.spin_ms / 1e3
         log, k = self.log, 0
+        previous_timeout = self.policy.timeout_s
         try:
             t = self.clock()
-            self.policy.warmup(self.warmup_steps)
-            r.warmup = {"steps": self.warmup_steps, "total_ms": (self.clock() - t) * 1e3}
+            self.policy.warmup(cfg.warmup)
+            r.warmup = {"steps": cfg.warmup, "total_ms": (self.clock() - t) * 1e3}
+            self.policy.set_timeout(None if cfg.timeout_periods is None else cfg.timeout_periods * self.period)
             sched = Schedule(self.period, self.clock())
             while max_steps is None or r.ticks < max_steps:
                 release = sched.release(k)
-                if self.realtime:
+                if cfg.realtime:
                     now = self.clock()
-                    if now < release - self.spin_s:
-                        self.sleep(release - self.spin_s - now)
-                    if self.spin_s > 0:
+                    if now < release - spin_s:
+                        self.sleep(release - spin_s - now)
+                    if spin_s > 0:
                         while self.clock() < release:
                             pass
                 t0 = self.clock()
-                if not self.realtime:  # as fast as possible: each tick's deadline counts from its own start
+                if not cfg.realtime:  # as fast as possible: each tick's deadline counts from its own start
                     sched.start, release = t0 - k * self.period, t0
                 try:
                     reading = self.sense()
@@ -119,7 +124,7 @@ class ControlLoop:
                     r.stop_reason = "sensor_end"
                     break
                 t1 = self.clock()
-                action, ok = self._infer(reading, watchdog, k)
+                action, ok = self._infer(reading, k)
                 t2 = self.clock()
                 self.act(action)
                 t3 = self.clock()
@@ -131,18 +136,17 @@ class ControlLoop:
                 log.status.append("ok" if ok else "miss")
                 if on_tick is not None:
                     on_tick(k)
-                if not ok and self.policy.safe.stops:
+                if not ok and self.policy.stops_on_miss:
                     r.stop_reason = "miss_policy_stop"
                     break
-                k, skipped = sched.next_tick(k, self.clock()) if self.realtime else (k + 1, 0)
+                k, skipped = sched.next_tick(k, self.clock()) if cfg.realtime else (k + 1, 0)
                 r.skipped_ticks += skipped
             else:
                 r.stop_reason = "max_steps"
         except KeyboardInterrupt:
             r.stop_reason = "interrupted"
         finally:
-            if watchdog is not None:
-                watchdog.close()
+            self.policy.set_timeout(previous_timeout)
         self._finish()
         return r
 
@@ -152,4 +156,4 @@ class ControlLoop:
         total = a["sense"] + a["infer"] + a["act"] if a["sense"].size else a["sense"]
         r.phases = {"sense": summarize(a["sense"]), "infer": summarize(a["infer"]), "act": summarize(a["act"]),
                     "total": summarize(total)}
-        r.jitter = jitter(a["start"], a["release"], self.period, a["tick"]) if self.realtime else {}
+        r.jitter = jitter(a["start"], a["release"], self.period, a["tick"]) if self.config.realtime else {}

@@ -17,8 +17,9 @@ from .input_checks import InputChecker, InputRejected, Rejection, column
 from .manifest import Manifest
 from .model_files import read_manifest
 from .returns import ReturnTracker
-from .safe_action import SafeAction
+from .safe_action import MISS_POLICIES, SafeAction
 from .slots import Slots, Snapshot
+from .watchdog import BackendTimeout, Watchdog
 
 
 @dataclass
@@ -27,11 +28,16 @@ class StepResult:
     ok: np.ndarray  # [N] bool: True where the action came from the model and the state advanced
     rejected: dict  # slot -> Rejection
     rtg: np.ndarray  # [N, 1] the return-to-go that was fed
+    failure: tuple | None = None  # (kind, reason) when the backend gave no answer: "timeout" | "backend_error"
+
+
+class PolicyStepFailed(RuntimeError):
+    """The backend gave no answer (timeout or error); no state changed."""
 
 
 class Policy:
     def __init__(self, backend, manifest: Manifest, n_robots: int = 1, miss_policy: str = "hold",
-                 target_return: float | None = None):
+                 target_return: float | None = None, timeout_s: float | None = None):
         check_graph_matches(manifest, backend.inputs, backend.outputs)
         self.backend = backend
         self.manifest = manifest
@@ -43,6 +49,8 @@ class Policy:
         self.returns = ReturnTracker(self.n, 0.0 if target is None else target)
         self.has_target = target is not None
         self.safe = SafeAction(miss_policy, manifest.action, self.n)
+        self._watchdog = None
+        self.set_timeout(timeout_s)
         act = manifest.action
         self._discrete = act.get("kind") == "discrete"
         self._low = None if self._discrete or act.get("low") is None else np.asarray(act["low"], np.float32)
@@ -57,17 +65,22 @@ class Policy:
 
     # -- stepping -----------------------------------------------------------------------------------------
     def step(self, obs, rtg=None, prev_reward=0.0, first=False, strict: bool = False) -> np.ndarray:
-        """Actions for all robots. Refused rows get the miss policy's action; ``strict`` raises instead."""
+        """Actions for all robots. Refused rows get the miss policy's action; ``strict`` raises instead. A
+        backend with no answer (timeout, error) raises PolicyStepFailed; no state changes then."""
         result = self.step_detailed(obs, rtg, prev_reward, first)
+        if result.failure is not None:
+            raise PolicyStepFailed(f"{result.failure[0]}: {result.failure[1]}")
         if strict and result.rejected:
             raise InputRejected(list(result.rejected.values()))
         return result.action
 
-    def step_detailed(self, obs, rtg=None, prev_reward=0.0, first=False, run=None) -> StepResult:
-        """Like ``step`` but says which rows were refused and why. ``run`` replaces ``backend.run`` (the
-        control loop passes its watchdog); an exception from it propagates and no state changes."""
+    def step_detailed(self, obs, rtg=None, prev_reward=0.0, first=False) -> StepResult:
+        """Like ``step`` but says which rows were refused and why, and reports a backend that gave no answer
+        in time (or failed) as ``failure`` with the safe action for every robot, instead of raising."""
         checked = self.checker.check(obs, 0.0 if rtg is None else rtg, prev_reward, first)
         first_eff = self.slots.first_flags(checked.first)
+        for slot in np.flatnonzero(checked.first):  # a new episode holds nothing from the last one
+            self.safe.reset(int(slot))
         if rtg is None:
             if not self.has_target:
                 raise ValueError("no rtg given and no target return (the manifest has none): pass rtg or target_return")
@@ -82,7 +95,13 @@ class Policy:
             return StepResult(self.safe.fill(None, ok), ok, checked.rejected, checked.rtg)
         feeds = {"obs": checked.obs, "rtg": checked.rtg, "prev_reward": checked.prev_reward, "first": first_eff}
         feeds.update(self.slots.feeds())
-        outputs = (run or self.backend.run)(feeds)
+        try:
+            outputs = self._run(feeds)
+        except BackendTimeout as e:
+            return StepResult(self.miss_action(), np.zeros(self.n, bool), checked.rejected, checked.rtg, ("timeout", str(e)))
+        except Exception as e:  # a backend failure must cost one safe action, not the robot
+            return StepResult(self.miss_action(), np.zeros(self.n, bool), checked.rejected, checked.rtg,
+                              ("backend_error", f"{type(e).__name__}: {e}"))
         action = outputs["action"]
         if not self._discrete:
             finite = np.isfinite(action).all(axis=1)
@@ -107,6 +126,40 @@ class Policy:
         for _ in range(steps):
             self.backend.run(feeds)
 
+    # -- misses and timeouts -------------------------------------------------------------------------------
+    def set_timeout(self, seconds: float | None) -> None:
+        """Give the backend at most ``seconds`` per step (None: no limit). A stalled call then costs one safe
+        action (``failure`` "timeout") instead of freezing the caller; see watchdog.py."""
+        if self._watchdog is not None:
+            self._watchdog.close()
+        self._watchdog = Watchdog(self.backend.run, seconds) if seconds else None
+        self.timeout_s = seconds or None
+
+    def _run(self, feeds: dict) -> dict:
+        return self._watchdog(feeds) if self._watchdog is not None else self.backend.run(feeds)
+
+    @property
+    def backend_name(self) -> str:
+        return getattr(self.backend, "name", type(self.backend).__name__)
+
+    @property
+    def miss_policy(self) -> str:
+        return self.safe.policy
+
+    def set_miss_policy(self, name: str) -> None:
+        if name not in MISS_POLICIES:
+            raise ValueError(f"unknown miss policy {name!r}; choose one of {', '.join(MISS_POLICIES)}")
+        self.safe.policy = name
+
+    @property
+    def stops_on_miss(self) -> bool:
+        """The miss policy says: after a miss, stop the loop."""
+        return self.safe.stops
+
+    def miss_action(self) -> np.ndarray:
+        """The safe action for every robot (what a tick without the model's answer sends)."""
+        return self.safe.fill(None, np.zeros(self.n, bool))
+
     # -- state management ---------------------------------------------------------------------------------
     def reset(self, slot: int | None = None, target_return: float | None = None) -> None:
         """Start a new episode for one robot (or all): zero state, restart its return sum, forget its last action."""
@@ -127,4 +180,7 @@ class Policy:
             self.safe.last = snap.extra["last_action"].copy()
 
     def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.close()
+            self._watchdog = None
         self.backend.close()

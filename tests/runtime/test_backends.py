@@ -59,12 +59,12 @@ def test_runtime_runs_without_torch(pendulum_model):
         import sys
         import numpy as np
         from lram.runtime.policy import Policy
-        from lram.runtime.control_loop import ControlLoop, Reading
+        from lram.runtime.control_loop import ControlLoop, LoopConfig, Reading
         p = Policy.load({str(pendulum_model)!r}, n_robots=2, backend="auto")
         a = p.step(np.zeros((2, 3), np.float32), prev_reward=0.0, first=True)
         assert a.shape == (2, 1), a.shape
-        loop = ControlLoop(p, lambda: Reading(np.zeros((2, 3), np.float32)), lambda a: None, hz=1000,
-                           warmup=1, realtime=False)
+        loop = ControlLoop(p, lambda: Reading(np.zeros((2, 3), np.float32)), lambda a: None,
+                           LoopConfig(hz=1000, warmup=1, realtime=False))
         assert loop.run(max_steps=3).ticks == 3
         heavy = sorted(m for m in ("torch", "onnx", "gymnasium", "metaworld", "matplotlib", "tensorrt") if m in sys.modules)
         assert not heavy, heavy

@@ -9,7 +9,6 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from lram.runtime.watchdog import Watchdog
 
 N = [1, 16]
 
@@ -47,7 +46,7 @@ def test_policy_step(benchmark, make_policy, n):
 def test_policy_step_with_watchdog(benchmark, make_policy, n):
     """What the control loop does per tick: the step with the inference in a watchdog thread."""
     p = make_policy(n=n)
-    wd = Watchdog(p.backend.run, 1.0)
+    p.set_timeout(1.0)
     obs = _obs(n)
-    benchmark(lambda: p.step_detailed(obs, prev_reward=0.0, first=False, run=wd))
-    wd.close()
+    benchmark(lambda: p.step_detailed(obs, prev_reward=0.0, first=False))
+    p.close()

@@ -7,15 +7,18 @@ import json
 import numpy as np
 import pytest
 
-from lram.runtime.control_loop import ControlLoop, Reading, StopLoop
+from lram.runtime.control_loop import ControlLoop, LoopConfig, Reading, StopLoop
 from lram.runtime.deadlines import Schedule
 
 
-def _loop(policy, clock, sense, hz=100.0, acts=None, **kw):
+def _loop(policy, clock, sense, hz=100.0, acts=None, miss_policy=None, **kw):
     acts = [] if acts is None else acts
-    kw.setdefault("infer_timeout", None)
+    kw.setdefault("timeout_periods", None)
     kw.setdefault("warmup", 0)
-    return ControlLoop(policy, sense, lambda a: acts.append(a.copy()), hz, clock=clock, sleep=clock.sleep, **kw), acts
+    if miss_policy is not None:
+        policy.set_miss_policy(miss_policy)
+    return ControlLoop(policy, sense, lambda a: acts.append(a.copy()), LoopConfig(hz=hz, **kw), clock=clock,
+                       sleep=clock.sleep), acts
 
 
 def _sensor(helpers, clock=None, costs=None, n=1, rtg=None):
@@ -193,7 +196,8 @@ def test_watchdog_times_out_stalled_backend(make_policy, helpers):
     p = make_policy(n=1, miss_policy="zero")
     p.backend = helpers.ScriptedBackend(p.backend, stall_on={2}, stall_s=0.6)
     acts = []
-    loop = ControlLoop(p, _sensor(helpers), lambda a: acts.append(a.copy()), hz=20, warmup=0, infer_timeout=0.1)
+    loop = ControlLoop(p, _sensor(helpers), lambda a: acts.append(a.copy()),
+                       LoopConfig(hz=20, warmup=0, timeout_periods=2.0))  # 100 ms
     t = time.perf_counter()
     rep = loop.run(max_steps=30)
     elapsed = time.perf_counter() - t
@@ -208,7 +212,7 @@ def test_watchdog_times_out_stalled_backend(make_policy, helpers):
 def test_real_clock_with_spin(make_policy, helpers):
     """The real clock and sleep, with the busy-wait tail: runs on schedule (no timing asserts: CI is noisy)."""
     p = make_policy(n=1)
-    loop = ControlLoop(p, _sensor(helpers), lambda a: None, hz=200, warmup=2, spin_s=0.001)
+    loop = ControlLoop(p, _sensor(helpers), lambda a: None, LoopConfig(hz=200, warmup=2, spin_ms=1.0))
     rep = loop.run(max_steps=20)
     assert rep.ticks == 20 and rep.config["spin_ms"] == 1.0
     assert rep.jitter["start_lateness"]["count"] == 20

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from lram.runtime.control_loop import ControlLoop
+from lram.runtime.control_loop import ControlLoop, LoopConfig
 from lram.runtime.gym_adapter import GymAdapter
 
 
@@ -20,7 +20,7 @@ def test_pendulum_through_adapter(make_policy):
         acts.append(float(a[0, 0]))
         env.act(a)
 
-    loop = ControlLoop(p, env.sense, act, hz=50, realtime=False, warmup=2)
+    loop = ControlLoop(p, env.sense, act, LoopConfig(hz=50, realtime=False, warmup=2))
     rep = loop.run(max_steps=40)
     env.close()
     assert rep.ticks == 40 and rep.missed == 0 and rep.stop_reason == "max_steps"
@@ -39,7 +39,7 @@ def test_episode_boundaries_reset_and_count(make_policy):
         readings.append(bool(np.asarray(r.first)))
         return r
 
-    rep = ControlLoop(p, sense, env.act, hz=50, realtime=False, warmup=0).run()
+    rep = ControlLoop(p, sense, env.act, LoopConfig(hz=50, realtime=False, warmup=0)).run()
     env.close()
     assert rep.stop_reason == "sensor_end" and rep.ticks == 400
     assert [i for i, f in enumerate(readings) if f] == [0, 200]
@@ -89,7 +89,7 @@ def test_cli_clear_errors(pendulum_model, tmp_path, fake):
     assert res.exit_code != 0 and "--target-return" in res.output
 
     res = CliRunner().invoke(cli, ["run", str(pendulum_model), "--env", "nope:x", "--no-realtime"])
-    assert res.exit_code != 0 and "unknown env id" in res.output
+    assert res.exit_code != 0 and "unknown environment" in res.output
     res = CliRunner().invoke(cli, ["run", str(pendulum_model), "--env", "gym:Pendulum-v1", "--backend", "ort-cuda"])
     assert res.exit_code != 0 and "CUDAExecutionProvider" in res.output
 
@@ -103,11 +103,11 @@ def test_metaworld_pick_place_short(tmp_path, fake):
                                                                            target_return=4500.0, reward_scale=200.0))
     p = Policy.load(path, backend="ort-cpu")
     env = GymAdapter("metaworld:pick-place-v3", episodes=1, seed=1)
-    rep = ControlLoop(p, env.sense, env.act, hz=50, realtime=False, warmup=0).run(max_steps=30)
+    rep = ControlLoop(p, env.sense, env.act, LoopConfig(hz=50, realtime=False, warmup=0)).run(max_steps=30)
     assert rep.ticks == 30 and rep.missed == 0
-    # fresh random layouts: two resets of the same env give different object/goal positions
-    o1, _ = env.env.reset()
-    o2, _ = env.env.reset()
+    # fresh random layouts: two seeds give different object/goal positions, the same seed the same layout
+    o1, o2, o1_again = env.env.reset(1), env.env.reset(2), env.env.reset(1)
     assert np.abs(o1 - o2).max() > 1e-3
+    np.testing.assert_array_equal(o1, o1_again)
     env.close()
     p.close()

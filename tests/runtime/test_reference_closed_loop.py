@@ -8,7 +8,7 @@ import torch
 from lram.export.onnx_export import export_onnx
 from lram.model.checkpoint import load_checkpoint
 from lram.model.evaluate import evaluate
-from lram.runtime.control_loop import ControlLoop
+from lram.runtime.control_loop import ControlLoop, LoopConfig
 from lram.runtime.gym_adapter import GymAdapter
 from lram.runtime.policy import Policy
 
@@ -28,7 +28,7 @@ def test_runtime_matches_pytorch_success(tmp_path):
     policy = Policy.load(graph, n_robots=1, backend="ort-cpu", threads=1)
     adapter = GymAdapter("metaworld:pick-place-v3", EPISODES, seed=SEED0)
     # a generous watchdog: this test is about the policy, not the timing of a shared CI machine
-    loop = ControlLoop(policy, adapter.sense, adapter.act, hz=50, warmup=2, realtime=False, infer_timeout=1.0)
+    loop = ControlLoop(policy, adapter.sense, adapter.act, LoopConfig(hz=50, warmup=2, realtime=False, timeout_periods=50.0))
     report = loop.run()
     adapter.close()
     runtime = adapter.summary()
