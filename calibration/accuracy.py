@@ -68,7 +68,8 @@ class _Pair:
         lg = p.backend.last["logits"][0]
         if self.action.get("kind") == "discrete":
             return lg[0, : self.action["n"]]
-        return lg[: self.action["shape"][0], 18:]  # the bin tokens of the used dims
+        # the classes the graph's decode rule compares: all 274 under the reference rule, else the 256 bin tokens
+        return lg[: self.action["shape"][0], 0 if self.action.get("decode") == "reference" else 18:]
 
     def step(self, obs, reward, first, rtg=None):
         o = obs[None].astype(np.float32)
@@ -81,7 +82,10 @@ def _bins(action, spec):
     if spec.get("kind") == "discrete":
         return np.asarray(action).reshape(-1)
     lo, hi = np.asarray(spec["low"], np.float64), np.asarray(spec["high"], np.float64)
-    return np.floor((np.asarray(action, np.float64).reshape(-1) - lo) / (hi - lo) * spec.get("bins", 256)).astype(np.int64)
+    # a decoded value sits at its bin's left edge (reference rule) or centre (bin_center): round back to the bin
+    offset = 0.0 if spec.get("decode") == "reference" else 0.5
+    unit = (np.asarray(action, np.float64).reshape(-1) - lo) / (hi - lo)
+    return np.rint(unit * spec.get("bins", 256) - offset).astype(np.int64)
 
 
 def _state_error(ref_state: dict, cand_state: dict) -> float:

@@ -8,24 +8,23 @@ import click
 
 from lram.export.onnx_export import DEFAULT_OPSET, ExportError, export_onnx
 from lram.export.verify import FP32_ATOL, FP32_RTOL, VerifyError, verify
-from lram.model.checkpoint import CheckpointError, load_checkpoint
+from lram.model.checkpoint import CheckpointError
 from lram.model.config import ConfigError
-from lram.runtime.manifest import ManifestError
+from lram.runtime.manifest import Manifest, ManifestError
+
+from .checkpoint_options import checkpoint_options, load_any
 
 _ERRORS = (ExportError, CheckpointError, ConfigError, VerifyError, ManifestError, FileNotFoundError)
 
 
-def load_model(checkpoint: str, hydra_config: str | None, env: str | None):
-    """Our checkpoint directory, or a reference-code model.zip (+ its Hydra config and the task's env)."""
-    if str(checkpoint).endswith(".zip"):
-        if not env:
-            raise click.UsageError("a reference model.zip carries no task: name it with --env (e.g. metaworld:pick-place-v3)")
-        from lram.model.envs import make_env
-        from lram.model.reference_checkpoint import load_reference_zip
+def _graph_decode(graph: str) -> str | None:
+    """The action decode the graph's manifest records (its sidecar), if any."""
+    from lram.runtime.manifest import sidecar_path
 
-        _, task = make_env(env)
-        return load_reference_zip(checkpoint, hydra_config, task)
-    return load_checkpoint(checkpoint)
+    try:
+        return Manifest.from_json(sidecar_path(graph).read_text()).action.get("decode")
+    except (OSError, ManifestError):
+        return None
 
 
 def _batch(value: str) -> int | None:
@@ -50,12 +49,12 @@ def _batch(value: str) -> int | None:
 @click.option("--logits/--no-logits", default=True, show_default=True, help="Also output the raw logits.")
 @click.option("--mode", type=click.Choice(["chunk", "sequential"]), default="chunk", show_default=True,
               help="chunk: three tokens through each block at once (weights read once per step).")
-@click.option("--hydra-config", type=click.Path(), help="Reference model.zip only: the run's .hydra/config.yaml.")
-@click.option("--env", help="Reference model.zip only: the task's environment id.")
-def export(checkpoint, output, opset, batch, flavour, logits, mode, hydra_config, env):
-    """Export CHECKPOINT to a single-step recurrent ONNX graph: one call = one environment step."""
+@checkpoint_options
+def export(checkpoint, output, opset, batch, flavour, logits, mode, env, hydra_config, decode, obs_dim):
+    """Export CHECKPOINT (an lram checkpoint directory, or a reference-code model.zip with --env TASK) to a
+    single-step recurrent ONNX graph: one call = one environment step. Needs no simulator."""
+    model = load_any(checkpoint, env, hydra_config, decode, obs_dim)
     try:
-        model = load_model(checkpoint, hydra_config, env)
         out = export_onnx(model, output, opset=opset, batch=_batch(batch), with_logits=logits, mode=mode, flavour=flavour)
     except _ERRORS as e:
         raise click.ClickException(str(e)) from None
@@ -65,28 +64,31 @@ def export(checkpoint, output, opset, batch, flavour, logits, mode, hydra_config
     size = out.stat().st_size / 1e6
     click.echo(f"wrote {out} ({size:.1f} MB, opset {opset}, {flavour} flavour, batch {batch}) and {sidecar_path(out).name}")
     click.echo(f"state: {len(manifest.state)} tensors, {manifest.state_bytes_per_robot / 1e6:.2f} MB per robot; "
-               f"action: {manifest.action['kind']}")
+               f"action: {manifest.action['kind']}"
+               + (f", decode {manifest.action['decode']}" if manifest.action.get("decode") else ""))
 
 
 @click.command(name="verify")
 @click.argument("graph", type=click.Path(exists=True, dir_okay=False))
-@click.option("--against", "checkpoint", required=True, type=click.Path(), help="The checkpoint it was exported from.")
+@click.option("--against", "checkpoint", required=True, type=click.Path(),
+              help="The checkpoint it was exported from (an lram checkpoint directory or a reference model.zip).")
 @click.option("--steps", default=10_000, show_default=True, help="Environment steps (half simulator, half adversarial).")
 @click.option("--robots", default=4, show_default=True, help="Robots run side by side (batch).")
-@click.option("--env", help="Simulator for the real-observation half (default: the checkpoint's task).")
 @click.option("--atol", default=FP32_ATOL, show_default=True, help="Allowed |dlogit| = atol + rtol * max|logit| per robot-step.")
 @click.option("--rtol", default=FP32_RTOL, show_default=True, help="Relative part of the allowed |dlogit|.")
 @click.option("--window", default=1000, show_default=True, help="Steps per reported window.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the report as JSON.")
-@click.option("--hydra-config", type=click.Path(), help="Reference model.zip only.")
-def verify_(graph, checkpoint, steps, robots, env, atol, rtol, window, seed, json_out, hydra_config):
-    """Run GRAPH on ONNX Runtime and the checkpoint in PyTorch (float64) side by side; fail past tolerance."""
+@checkpoint_options
+def verify_(graph, checkpoint, steps, robots, atol, rtol, window, seed, json_out, env, hydra_config, decode, obs_dim):
+    """Run GRAPH on ONNX Runtime and the checkpoint in PyTorch (float64) side by side; fail past tolerance.
+    The simulator half runs only where --env (or the checkpoint's task) has a simulator here; --decode defaults
+    to the one the graph was exported with."""
     import torch
 
     torch.set_num_threads(1)
+    model = load_any(checkpoint, env, hydra_config, decode or _graph_decode(graph), obs_dim)
     try:
-        model = load_model(checkpoint, hydra_config, env)
         report = verify(graph, model, steps=steps, robots=robots, seed=seed, env_id=env, atol=atol, rtol=rtol,
                         window=window, progress=True)
     except _ERRORS as e:

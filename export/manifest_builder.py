@@ -42,7 +42,7 @@ def build_manifest(model: LRAM, opset: int, with_logits: bool = True, flavour: s
                   "high": list(task.action_high), "decode": task.action_decode, "bins": N_BINS}
     else:
         action_out = TensorSpec("action", [BATCH], "int64")
-        action = {"kind": "discrete", "n": task.action_n}
+        action = {"kind": "discrete", "n": task.action_n, "decode": task.action_decode}  # the same under every rule
     parts = state_parts(model)
     state = [StateSpec(p.name, list(p.shape), "float32") for p in parts]
     inputs = [obs, TensorSpec("rtg", [BATCH, 1], "float32"), TensorSpec("prev_reward", [BATCH, 1], "float32"),

@@ -23,7 +23,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from lram.model.config import N_BINS, N_DISCRETE, VOCAB
+from lram.model.action_head import argmax_classes, decode_dims, winners_to_actions
 from lram.model.lram import LRAM
 from lram.runtime.manifest import METADATA_KEY, Manifest
 
@@ -104,10 +104,8 @@ def compare_step(ref: np.ndarray, ort_logits: np.ndarray, ort_action: np.ndarray
     """One step's logits and decoded actions against the float64 reference."""
     diff = np.abs(ort_logits.astype(np.float64) - ref)
     allowed = atol + rtol * np.abs(ref).max(axis=(1, 2), keepdims=True)  # per robot-step
-    if task.action_kind == "discrete":
-        ref_l, ort_l = ref[:, :1, : task.action_n], ort_logits[:, :1, : task.action_n]
-    else:
-        ref_l, ort_l = ref[:, : task.action_dim, N_DISCRETE:VOCAB], ort_logits[:, : task.action_dim, N_DISCRETE:VOCAB]
+    lo, hi, dims = *argmax_classes(task), decode_dims(task)  # the classes the task's decode rule compares
+    ref_l, ort_l = ref[:, :dims, lo:hi], ort_logits[:, :dims, lo:hi]
     rb, ob = ref_l.argmax(-1), ort_l.argmax(-1)  # [robots, dims]
     gap = np.take_along_axis(ref_l, rb[..., None], -1)[..., 0] - np.take_along_axis(ref_l, ob[..., None], -1)[..., 0]
     tol = 2 * allowed[:, :, 0]  # [robots, 1]: two logits each off by up to the allowance
@@ -118,13 +116,12 @@ def compare_step(ref: np.ndarray, ort_logits: np.ndarray, ort_action: np.ndarray
     return _StepCheck(float(diff.max()), float((diff / allowed).max()), agree, int(tie.sum()))
 
 
-def _decoded_matches(bins: np.ndarray, action: np.ndarray, task) -> np.ndarray:
+def _decoded_matches(winners: np.ndarray, action: np.ndarray, task) -> np.ndarray:
+    expected = winners_to_actions(torch.from_numpy(winners), task).numpy()
     if task.action_kind == "discrete":
-        return action.reshape(-1) == bins[:, 0]
-    low, high = np.asarray(task.action_low), np.asarray(task.action_high)
-    offset = 0.5 if task.action_decode == "bin_center" else 0.0
-    expected = low + (bins + offset) / N_BINS * (high - low)
-    return np.all(np.abs(action - expected) <= 1e-4 * (high - low), axis=-1)
+        return action.reshape(-1) == expected
+    span = np.asarray(task.action_high) - np.asarray(task.action_low)
+    return np.all(np.abs(action - expected) <= 1e-4 * span, axis=-1)
 
 
 def load_session(onnx_path: str, threads: int = 1) -> tuple[ort.InferenceSession, Manifest]:

@@ -7,14 +7,16 @@ Ids:
 - ``gym:Pendulum-v1``: classic swing-up, 200 steps; success = upright (cos theta > 0.95) for each of the
   last ``PENDULUM_HOLD`` steps of the episode (reported at the end, no early termination).
 
-``make_env`` returns the env and a :class:`TaskSpec` with the action bounds and reward scale; the task's
-``target_return`` and ``obs_low``/``obs_high`` come from expert data in training (Meta-World's declared goal
-bounds are wrong, so they are never read here). gymnasium / metaworld are imported lazily.
+``make_env`` returns the env and the task registry's :class:`TaskSpec` (lram.model.tasks: shapes, action bounds,
+reward scale); the ``target_return`` and ``obs_low``/``obs_high`` of a trained checkpoint come from expert data
+in training (Meta-World's declared goal bounds are wrong, so they are never read here). Commands that only need
+a task's spec (export, verify's adversarial phase, info) use the registry and never create a simulator.
+gymnasium / metaworld are imported lazily, when a simulator is made.
 """
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -23,8 +25,6 @@ from .config import REWARD_SCALES, TaskSpec
 METAWORLD_MAX_STEPS = 500
 PENDULUM_MAX_STEPS = 200
 PENDULUM_HOLD = 20
-GYM_REWARD_SCALES = {"Pendulum-v1": 100.0}
-KNOWN_ENVS = ("metaworld:pick-place-v3", "metaworld:reach-v3", "metaworld:button-press-v3", "gym:Pendulum-v1")
 
 
 class EnvError(ValueError):
@@ -124,7 +124,7 @@ class PendulumEnv(SimEnv):
         self.task = TaskSpec(
             obs_kind="state", obs_shape=(3,), action_kind="continuous", action_dim=1,
             action_low=tuple(float(x) for x in space.low), action_high=tuple(float(x) for x in space.high),
-            reward_scale=GYM_REWARD_SCALES["Pendulum-v1"], name=self.env_id,
+            reward_scale=100.0, name=self.env_id,
         )
         self.t = 0
         self.upright = 0
@@ -147,14 +147,28 @@ class PendulumEnv(SimEnv):
 
 
 def make_env(env_id: str, seed: int = 0) -> tuple[SimEnv, TaskSpec]:
-    """``env_id`` -> (env, task spec without target_return / observation range)."""
-    kind, sep, name = env_id.partition(":")
-    if not sep or not name:
-        raise EnvError(f"environment id {env_id!r} must look like 'metaworld:pick-place-v3' or 'gym:Pendulum-v1'")
-    if kind == "metaworld":
-        env = MetaWorldEnv(name, seed=seed)
-    elif kind == "gym" and name == "Pendulum-v1":
-        env = PendulumEnv(seed=seed)
-    else:
-        raise EnvError(f"unknown environment {env_id!r}; known: {', '.join(KNOWN_ENVS)}")
-    return env, env.task
+    """``env_id`` -> (env, task spec without target_return / observation range). The spec comes from the task
+    registry (lram.model.tasks), checked against the simulator's own spaces; only ids with a simulator here run."""
+    from .tasks import TASKS, TaskError, lookup
+
+    try:
+        info = lookup(env_id)
+    except TaskError as e:
+        raise EnvError(f"unknown environment: {e}") from None
+    if info.simulator is None:
+        runnable = sorted(t.simulator for t in TASKS.values() if t.simulator and not t.simulator.startswith("metaworld"))
+        alt = f"; its Meta-World v3 twin metaworld:{info.name[:-3]}-v3 runs here" if info.id.endswith("-v2") else ""
+        raise EnvError(f"{env_id} has no simulator in this project (simulators: metaworld:<task>-v3, "
+                       f"{', '.join(runnable)}){alt}; export and verify's adversarial phase need none")
+    kind, _, name = info.simulator.partition(":")
+    env = MetaWorldEnv(name, seed=seed) if kind == "metaworld" else PendulumEnv(seed=seed)
+    spec = replace(info.spec(), target_return=None)  # a trained checkpoint's own target comes from its data
+    sim = env.task
+    if (spec.obs_shape, spec.action_dim, spec.action_low, spec.action_high) != (
+            sim.obs_shape, sim.action_dim, sim.action_low, sim.action_high):
+        env.close()
+        raise EnvError(f"{env_id}: the simulator declares obs {sim.obs_shape}, actions {sim.action_dim} in "
+                       f"[{sim.action_low}, {sim.action_high}] but the task registry says {spec.obs_shape}, "
+                       f"{spec.action_dim} in [{spec.action_low}, {spec.action_high}]")
+    env.task = spec
+    return env, spec
