@@ -12,19 +12,19 @@ from lram.model.checkpoint import CheckpointError
 from lram.model.config import ConfigError
 from lram.runtime.manifest import Manifest, ManifestError
 
-from .checkpoint_options import checkpoint_options, load_any
+from .checkpoint_options import checkpoint_options, is_reference_zip, load_any
 
 _ERRORS = (ExportError, CheckpointError, ConfigError, VerifyError, ManifestError, FileNotFoundError)
 
 
-def _graph_decode(graph: str) -> str | None:
-    """The action decode the graph's manifest records (its sidecar), if any."""
+def _graph_task(graph: str) -> dict:
+    """The task the graph's manifest (its sidecar) records, or {}."""
     from lram.runtime.manifest import sidecar_path
 
     try:
-        return Manifest.from_json(sidecar_path(graph).read_text()).action.get("decode")
+        return Manifest.from_json(sidecar_path(graph).read_text()).model.get("task") or {}
     except (OSError, ManifestError):
-        return None
+        return {}
 
 
 def _batch(value: str) -> int | None:
@@ -82,12 +82,24 @@ def export(checkpoint, output, opset, batch, flavour, logits, mode, env, hydra_c
 @checkpoint_options
 def verify_(graph, checkpoint, steps, robots, atol, rtol, window, seed, json_out, env, hydra_config, decode, obs_dim):
     """Run GRAPH on ONNX Runtime and the checkpoint in PyTorch (float64) side by side; fail past tolerance.
-    The simulator half runs only where --env (or the checkpoint's task) has a simulator here; --decode defaults
-    to the one the graph was exported with."""
+    The simulator half runs only where --env (or the checkpoint's task) has a simulator here. With a reference
+    model.zip, --env, --decode and --obs-dim default to what the graph was exported with."""
     import torch
 
     torch.set_num_threads(1)
-    model = load_any(checkpoint, env, hydra_config, decode or _graph_decode(graph), obs_dim)
+    # what the graph was exported for is the default: the same options as export, without repeating them
+    task = _graph_task(graph)
+    if is_reference_zip(checkpoint) and env is None:
+        env = task.get("name") or None
+        if obs_dim is None and task.get("obs_kind") == "state" and task.get("obs_shape"):
+            obs_dim = task["obs_shape"][0]
+    model = load_any(checkpoint, env, hydra_config, decode or task.get("action_decode"), obs_dim)
+    ours = model.task.to_dict()
+    diffs = [f"{k} {task[k]!r} vs {ours.get(k)!r}" for k in sorted(task, key=lambda k: k != "name") if task[k] != ours.get(k)]
+    if diffs:
+        raise click.ClickException(f"{graph} was exported for another task than the checkpoint is loaded for "
+                                   f"({'; '.join(diffs[:3])}): give verify the --env, --hydra-config, --decode and "
+                                   "--obs-dim that export had")
     try:
         report = verify(graph, model, steps=steps, robots=robots, seed=seed, env_id=env, atol=atol, rtol=rtol,
                         window=window, progress=True)
