@@ -35,9 +35,12 @@ def checkpoint_options(command):
 
 
 def is_reference_zip(checkpoint) -> bool:
-    """A file (not a directory) is taken for a reference model.zip; the zip loader names anything else."""
+    """A ``.zip`` path or a zip file is taken for a reference model.zip (its loader names what is wrong with it);
+    anything else for an lram checkpoint directory."""
+    import zipfile
+
     p = Path(checkpoint)
-    return str(checkpoint).endswith(".zip") or p.is_file()
+    return p.suffix == ".zip" or (p.is_file() and zipfile.is_zipfile(p))
 
 
 def load_any(checkpoint, env=None, hydra_config=None, decode=None, obs_dim=None, *, echo=True):
