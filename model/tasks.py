@@ -11,7 +11,9 @@ Where the numbers come from (``TaskInfo.source`` says it per task):
   return in its datasets for Meta-World); Meta-World v3 reuses the v2 value of the same task.
 - Procgen: the "easy" R_max of the Procgen paper's normalisation table.
 - shapes: the simulators' declared spaces (Meta-World 39 / 4, DMControl's flattened observation dict, ALE's
-  minimal action sets, Procgen 15 actions); Atari frames are 64x64 grayscale, Procgen 64x64 RGB.
+  minimal action sets, Procgen 15 actions); Atari frames are 64x64 grayscale, Procgen 64x64 RGB. The DMControl
+  and Atari tables were checked against dm_control 1.0.28 and ale-py 0.12.1 (tests/model/test_tasks_and_decode.py
+  repeats the check where those packages are installed). Composuite's 93 / 8 come from its paper, unchecked here.
 - Composuite and Mimicgen have no target return here, and Mimicgen no observation size (it depends on the task
   and on the observation keys chosen in training): pass ``target_return`` / ``obs_dim`` where needed.
 - reward scales: the spec's per-domain table (``config.REWARD_SCALES``).
@@ -163,7 +165,8 @@ def _build() -> dict:
             for obstacle in _COMPOSUITE[2]:
                 for objective in _COMPOSUITE[3]:
                     add(TaskInfo(f"composuite:{robot}_{obj}_{obstacle}_{objective}", "state", (93,), "continuous", 8,
-                                 REWARD_SCALES["composuite"], None, "no target return known: pass one"))
+                                 REWARD_SCALES["composuite"], None,
+                                 "no target return known: pass one; 93 / 8 from the Composuite paper"))
     for name, variants in _MIMICGEN.items():
         for d in range(variants):
             add(TaskInfo(f"mimicgen:{name}_d{d}", "state", None, "continuous", 7, REWARD_SCALES["mimicgen"], None,

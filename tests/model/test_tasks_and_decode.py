@@ -144,3 +144,28 @@ def test_discrete_decode_is_the_same_under_both_rules():
 def test_left_edge_is_gone():
     with pytest.raises(ConfigError, match="reference, bin_center"):
         _task("left_edge")
+
+
+# ---- the registry against the simulators, where they are installed (not in CI: no simulator is a dependency) ----
+def test_atari_action_sets_match_ale():
+    ale_py = pytest.importorskip("ale_py")
+    import re
+
+    from ale_py import roms
+
+    ale = ale_py.ALEInterface()
+    ale.setLoggerMode(ale_py.LoggerMode.Error)
+    for info in (t for t in TASKS.values() if t.domain == "atari"):
+        game = info.name.removesuffix("NoFrameskip-v4")
+        ale.loadROM(roms.get_rom_path(re.sub(r"(?<!^)(?=[A-Z])", "_", game).lower()))
+        assert len(ale.getMinimalActionSet()) == info.action_size, info.id
+
+
+def test_dmcontrol_spaces_match_dm_control():
+    suite = pytest.importorskip("dm_control.suite")
+    for info in (t for t in TASKS.values() if t.domain == "dmcontrol"):
+        env = suite.load(*info.name.split("-", 1))
+        obs = sum(int(np.prod(s.shape)) for s in env.observation_spec().values())
+        spec = env.action_spec()
+        assert (obs, spec.shape[0], spec.minimum.min(), spec.maximum.max()) == \
+            (info.obs_shape[0], info.action_size, info.action_low, info.action_high), info.id
