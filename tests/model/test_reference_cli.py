@@ -132,3 +132,14 @@ def test_help_texts_name_real_options():
     with pytest.raises(CheckpointError) as err:
         read_checkpoint_meta(__file__)
     assert "--reference-config" not in str(err.value) and "--env DOMAIN:TASK" in str(err.value)
+
+
+def test_evaluate_takes_a_reference_zip_the_same_way(reference_run):
+    pytest.importorskip("gymnasium")
+    zpath, yaml_path = reference_run
+    res = _run(["evaluate", zpath, "--env", "gym:Pendulum-v1", "--hydra-config", yaml_path, "--episodes", 1,
+                "--batch", 1, "--target-return", 0, "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["env_steps"] == 200 and "converted from the CUDA kernel layout" in res.stderr
+    _one_line_error(_run(["evaluate", zpath, "--env", "metaworld:reach-v2", "--episodes", 1]),
+                    "no simulator", "metaworld:reach-v3")
