@@ -20,7 +20,8 @@ def _move(src: Path, dst: Path) -> None:
 @click.option("--precision", type=click.Choice(["fp16", "int8"]), required=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="OUT.onnx")
 @click.option("--env", "env_id", default=None, help="simulator id (default: the task named in the manifest), "
-              "e.g. metaworld:pick-place-v3 or gym:Pendulum-v1")
+              "e.g. metaworld:pick-place-v3 or gym:Pendulum-v1; a graph exported for a reference-code task "
+              "without a simulator here (metaworld:<task>-v2, Atari, ...) names one with a simulator, e.g. its -v3 twin")
 @click.option("--rollouts", type=click.IntRange(min=1), default=20, show_default=True,
               help="closed-loop episodes per graph (held-out seeds 30000+)")
 @click.option("--drift-steps", type=click.IntRange(min=10), default=10_000, show_default=True,

@@ -7,8 +7,9 @@ import click
 from lram.export.onnx_export import DEFAULT_OPSET, ExportError, export_onnx
 from lram.model.checkpoint import CheckpointError
 from lram.model.config import ConfigError
-from lram.model.loading import load_model
 from lram.runtime.manifest import ManifestError
+
+from .checkpoint_options import checkpoint_options, load_any
 
 _ERRORS = (ExportError, CheckpointError, ConfigError, ManifestError, FileNotFoundError)
 
@@ -35,12 +36,12 @@ def _batch(value: str) -> int | None:
 @click.option("--logits/--no-logits", default=True, show_default=True, help="Also output the raw logits.")
 @click.option("--mode", type=click.Choice(["chunk", "sequential"]), default="chunk", show_default=True,
               help="chunk: three tokens through each block at once (weights read once per step).")
-@click.option("--hydra-config", type=click.Path(), help="Reference model.zip only: the run's .hydra/config.yaml.")
-@click.option("--env", help="Reference model.zip only: the task's environment id.")
-def export(checkpoint, output, opset, batch, flavour, logits, mode, hydra_config, env):
-    """Export CHECKPOINT to a single-step recurrent ONNX graph: one call = one environment step."""
+@checkpoint_options
+def export(checkpoint, output, opset, batch, flavour, logits, mode, env, hydra_config, decode, obs_dim):
+    """Export CHECKPOINT (an lram checkpoint directory, or a reference-code model.zip with --env TASK) to a
+    single-step recurrent ONNX graph: one call = one environment step. Needs no simulator."""
+    model = load_any(checkpoint, env, hydra_config, decode, obs_dim)
     try:
-        model = load_model(checkpoint, hydra_config, env)
         out = export_onnx(model, output, opset=opset, batch=_batch(batch), with_logits=logits, mode=mode, flavour=flavour)
     except _ERRORS as e:
         raise click.ClickException(str(e)) from None
@@ -51,4 +52,5 @@ def export(checkpoint, output, opset, batch, flavour, logits, mode, hydra_config
     size = out.stat().st_size / 1e6
     click.echo(f"wrote {out} ({size:.1f} MB, opset {opset}, {flavour} flavour, batch {batch}) and {sidecar_path(out).name}")
     click.echo(f"state: {len(manifest.state)} tensors, {manifest.state_bytes_per_robot / 1e6:.2f} MB per robot; "
-               f"action: {manifest.action['kind']}")
+               f"action: {manifest.action['kind']}"
+               + (f", decode {manifest.action['decode']}" if manifest.action.get("decode") else ""))

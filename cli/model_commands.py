@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from .checkpoint_options import checkpoint_options, is_reference_zip, load_any
+
 
 def _fail(e: Exception):
     raise click.ClickException(str(e)) from None
@@ -69,22 +71,20 @@ def train(data_dir, preset_name, out, steps, batch_size, lr, seed, threads):
 @click.argument("checkpoint", type=click.Path())
 @click.option("--episodes", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--seed0", type=click.IntRange(min=0), default=10_000, show_default=True, help="First evaluation seed.")
-@click.option("--env", "env_id", default=None, help="Environment id (default: the checkpoint's task name).")
 @click.option("--batch", type=click.IntRange(min=1), default=10, show_default=True, help="Environments stepped together.")
 @click.option("--target-return", type=float, default=None, help="Initial return-to-go (default: the checkpoint's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the full result (with per-seed results) as JSON.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the JSON result to this file.")
-def evaluate(checkpoint, episodes, seed0, env_id, batch, target_return, as_json, out):
-    """Closed-loop evaluation of a checkpoint with the recurrent step form on unseen seeds."""
-    from lram.model.checkpoint import CheckpointError, load_checkpoint
+@checkpoint_options
+def evaluate(checkpoint, episodes, seed0, batch, target_return, as_json, out, env, hydra_config, decode, obs_dim):
+    """Closed-loop evaluation of a checkpoint (directory, or reference model.zip with --env) with the recurrent
+    step form on unseen seeds, in the simulator of --env (default: the checkpoint's task)."""
     from lram.model.envs import EnvError
     from lram.model.evaluate import EvaluationError
     from lram.model.evaluate import evaluate as run_evaluate
 
-    try:
-        model = load_checkpoint(checkpoint)
-    except CheckpointError as e:
-        _fail(e)
+    env_id = env
+    model = load_any(checkpoint, env, hydra_config, decode, obs_dim)
     data_seeds = _extra(checkpoint).get("data_seeds")
     try:
         r = run_evaluate(model, episodes=episodes, seed0=seed0, env_id=env_id, batch=batch,
@@ -145,32 +145,32 @@ def _fmt(d: dict) -> str:
               help="With --preset: observation encoders (state, image or state,image; the paper's multi-domain "
                    "models have both).")
 @click.option("--json", "as_json", is_flag=True)
-def info(checkpoint, preset_name, encoders, as_json):
-    """Config, parameter count and recurrent state size of a checkpoint or a preset."""
+@checkpoint_options
+def info(checkpoint, preset_name, encoders, as_json, env, hydra_config, decode, obs_dim):
+    """Config, parameter count and recurrent state size of a checkpoint (an lram checkpoint directory, or a
+    reference-code model.zip with --env TASK) or a preset."""
     import torch
 
-    from lram.model.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta
-    from lram.model.config import ConfigError, TaskSpec, preset
+    from lram.model.checkpoint import read_checkpoint_meta
+    from lram.model.config import ConfigError, TaskSpec, config_hash, preset
     from lram.model.lram import LRAM
 
     if (checkpoint is None) == (preset_name is None):
         raise click.UsageError("give either a CHECKPOINT or --preset NAME")
     if checkpoint is not None:
-        try:
-            meta = read_checkpoint_meta(checkpoint)
-            model = load_checkpoint(checkpoint)
-        except CheckpointError as e:
-            _fail(e)
+        model = load_any(checkpoint, env, hydra_config, decode, obs_dim)
+        meta = {} if is_reference_zip(checkpoint) else read_checkpoint_meta(checkpoint)
         out = {"checkpoint": str(checkpoint), **_describe(model), "task": model.task.to_dict(),
-               "config_hash": meta.get("config_hash"), "extra": {k: v for k, v in meta.get("extra", {}).items()
-                                                                  if k != "loss_curve"}}
+               "config_hash": config_hash(model.config, model.task),
+               "extra": {k: v for k, v in meta.get("extra", {}).items() if k != "loss_curve"}}
         if as_json:
             click.echo(json.dumps(out, indent=2))
             return
         t = model.task
         click.echo(f"{checkpoint} ({out['config_hash']})\n{_fmt(out)}")
         click.echo(f"  task {t.name or '?'}: obs {t.obs_kind} {t.obs_shape}, actions {t.action_kind} "
-                   f"{t.action_dim or t.action_n}, reward scale {t.reward_scale}, target return {t.target_return}")
+                   f"{t.action_dim or t.action_n} (decode {t.action_decode}), reward scale {t.reward_scale}, "
+                   f"target return {t.target_return}")
         for k, v in out["extra"].items():
             click.echo(f"  {k}: {json.dumps(v)}")
         return

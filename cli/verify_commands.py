@@ -7,6 +7,8 @@ import click
 
 from lram.runtime.backends import BACKENDS
 
+from .checkpoint_options import checkpoint_options, is_reference_zip, load_any
+
 
 @click.command(name="verify")
 @click.argument("candidate", type=click.Path(exists=True))
@@ -15,8 +17,6 @@ from lram.runtime.backends import BACKENDS
                    "another graph / engine (e.g. the FP32 graph an FP16 or INT8 graph was made from).")
 @click.option("--steps", default=10_000, show_default=True, help="Environment steps (half simulator, half adversarial).")
 @click.option("--robots", default=4, show_default=True, help="Robots run side by side (batch).")
-@click.option("--env", help="Simulator for the real-observation half (default: the task the model names). "
-                            "Required with a reference model.zip, which names no task.")
 @click.option("--backend", type=click.Choice(BACKENDS), default="ort-cpu", show_default=True,
               help="Backend for a graph or engine CANDIDATE (a graph reference always runs on ort-cpu).")
 @click.option("--reference-dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True,
@@ -29,11 +29,13 @@ from lram.runtime.backends import BACKENDS
 @click.option("--window", default=1000, show_default=True, help="Steps per reported window.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the report as JSON.")
-@click.option("--hydra-config", type=click.Path(), help="Reference model.zip only: the run's .hydra/config.yaml.")
-def verify_(candidate, reference, steps, robots, env, backend, reference_dtype, atol, rtol, max_state_error, window,
-            seed, json_out, hydra_config):
+@checkpoint_options
+def verify_(candidate, reference, steps, robots, backend, reference_dtype, atol, rtol, max_state_error, window,
+            seed, json_out, env, hydra_config, decode, obs_dim):
     """Step CANDIDATE (a graph, an engine or a checkpoint) and the --against reference on the same inputs and
-    compare logits, actions and state; exit 1 past tolerance."""
+    compare logits, actions and state; exit 1 past tolerance. The simulator half runs where the task (--env, or
+    the one the model names) has a simulator here. With a reference model.zip, --env, --decode and --obs-dim
+    default to what the graph was exported with."""
     import torch
 
     from lram.model.checkpoint import CheckpointError
@@ -42,7 +44,7 @@ def verify_(candidate, reference, steps, robots, env, backend, reference_dtype, 
     from lram.runtime.manifest import ManifestError
     from lram.runtime.model_files import check_writable
     from lram.verify.parity import VerifyError, verify
-    from lram.verify.runners import RunnerError, open_runner
+    from lram.verify.runners import CheckpointRunner, GraphRunner, RunnerError, is_graph
 
     torch.set_num_threads(1)
     errors = (CheckpointError, ConfigError, ManifestError, VerifyError, RunnerError, BackendUnavailable,
@@ -54,8 +56,20 @@ def verify_(candidate, reference, steps, robots, env, backend, reference_dtype, 
         if json_out:
             check_writable(json_out)  # before a long run, not after it
         dtype = torch.float64 if reference_dtype == "float64" else torch.float32
-        runners.append(open_runner(reference, hydra_config=hydra_config, env=env, dtype=dtype))
-        runners.append(open_runner(candidate, backend=backend, hydra_config=hydra_config, env=env, dtype=dtype))
+        graphs = [p for p in (candidate, reference) if is_graph(p)]
+        task = _graph_task(graphs[0]) if graphs else {}
+        for path, kind in ((reference, "ort-cpu"), (candidate, backend)):
+            if is_graph(path):
+                runners.append(GraphRunner(path, kind))
+                continue
+            # what the graph was exported for is the default: the same options as export, without repeating them
+            if is_reference_zip(path) and env is None:
+                env = task.get("name") or None
+                if obs_dim is None and task.get("obs_kind") == "state" and task.get("obs_shape"):
+                    obs_dim = task["obs_shape"][0]
+            model = load_any(path, env, hydra_config, decode or task.get("action_decode"), obs_dim)
+            _same_task(graphs[0] if graphs else None, task, model.task.to_dict())
+            runners.append(CheckpointRunner(model, dtype, name=str(path)))
         ref, cand = runners
         report = verify(cand, ref, steps=steps, robots=robots, seed=seed, env_id=env, atol=atol, rtol=rtol,
                         window=window, progress=True, max_state_error=max_state_error)
@@ -88,3 +102,18 @@ def verify_(candidate, reference, steps, robots, env, backend, reference_dtype, 
         Path(json_out).write_text(json.dumps(report.to_dict(), indent=2, default=float))
     if not report.passed:
         raise SystemExit(1)
+
+
+def _graph_task(graph) -> dict:
+    """The task the graph's manifest records."""
+    from lram.runtime.model_files import read_manifest
+
+    return read_manifest(graph).model.get("task") or {}
+
+
+def _same_task(graph, task: dict, ours: dict) -> None:
+    diffs = [f"{k} {task[k]!r} vs {ours.get(k)!r}" for k in sorted(task, key=lambda k: k != "name") if task[k] != ours.get(k)]
+    if diffs:
+        raise click.ClickException(f"{graph} was exported for another task than the checkpoint is loaded for "
+                                   f"({'; '.join(diffs[:3])}): give verify the --env, --hydra-config, --decode and "
+                                   "--obs-dim that export had")

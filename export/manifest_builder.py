@@ -42,7 +42,7 @@ def build_manifest(graph: StepGraph, opset: int, with_logits: bool = True) -> Ma
                   "high": list(task.action_high), "decode": task.action_decode, "bins": N_BINS}
     else:
         action_out = TensorSpec("action", [BATCH], "int64")
-        action = {"kind": "discrete", "n": task.action_n}
+        action = {"kind": "discrete", "n": task.action_n, "decode": task.action_decode}  # the same under every rule
     state = graph.state
     inputs = [obs, TensorSpec("rtg", [BATCH, 1], "float32"), TensorSpec("prev_reward", [BATCH, 1], "float32"),
               TensorSpec("first", [BATCH], "bool")]

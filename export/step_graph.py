@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lram.model.config import MAX_ACTION_DIMS, N_BINS, N_DISCRETE, VOCAB
+from lram.model.action_head import argmax_classes, bin_offset, decode_dims, winners_to_bins
+from lram.model.config import MAX_ACTION_DIMS, N_BINS, VOCAB
 from lram.model.lram import LRAM
 from lram.runtime.manifest import StateSpec
 
@@ -67,8 +68,7 @@ class StepGraph(nn.Module):
         if task.action_kind == "continuous":
             low = torch.tensor(task.action_low, dtype=torch.float32)
             high = torch.tensor(task.action_high, dtype=torch.float32)
-            offset = 0.5 if task.action_decode == "bin_center" else 0.0
-            self.register_buffer("act_low", low + offset / N_BINS * (high - low))
+            self.register_buffer("act_low", low + bin_offset(task) / N_BINS * (high - low))
             self.register_buffer("act_step", (high - low) / N_BINS)
 
     @property
@@ -113,7 +113,9 @@ class StepGraph(nn.Module):
         return x, out
 
     def _decode(self, logits):
+        # The rule of lram.model.action_head (the task's action_decode), with the bounds folded into two constants.
+        lo, hi = argmax_classes(self.task)
+        winners = torch.argmax(logits[:, : decode_dims(self.task), lo:hi], dim=-1)
         if self.task.action_kind == "discrete":
-            return torch.argmax(logits[:, 0, : self.task.action_n], dim=-1)
-        bins = torch.argmax(logits[:, : self.task.action_dim, N_DISCRETE:VOCAB], dim=-1)
-        return self.act_low + bins.to(torch.float32) * self.act_step
+            return winners[:, 0]
+        return self.act_low + winners_to_bins(winners, self.task).to(torch.float32) * self.act_step

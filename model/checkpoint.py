@@ -72,7 +72,7 @@ def read_checkpoint_meta(path: str | Path) -> dict:
     if not path.is_dir():
         raise CheckpointError(
             f"{path} is not an lram checkpoint directory (expected {CONFIG_FILE} + {WEIGHTS_FILE}); "
-            "a reference-code model.zip is loaded with load_reference_zip / --reference-config"
+            "a reference-code model.zip is loaded with --env DOMAIN:TASK [--hydra-config RUN_DIR] (load_reference_zip)"
         )
     cfg = path / CONFIG_FILE
     if not cfg.exists():

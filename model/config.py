@@ -15,6 +15,11 @@ N_BINS = 256  # continuous bins, tokens 18..273
 VOCAB = N_DISCRETE + N_BINS  # 274
 MAX_ACTION_DIMS = 8  # action_net = Linear(H, 274 * 8)
 IMAGE_SIZE = 64
+# How continuous logits become an action. "reference": the reference training code's rule (argmax over all 274
+# classes of each dim, token = max(argmax - 18, 0), value at the bin's left edge; a discrete winner gives the low
+# bound). "bin_center": argmax over the 256 bin classes, value at the bin's centre (this project's trainer and
+# evaluator). Discrete tasks decode the same way under both.
+ACTION_DECODES = ("reference", "bin_center")
 REWARD_SCALES = {"metaworld": 200.0, "dmcontrol": 100.0, "atari": 20.0, "procgen": 1.0, "composuite": 1.0, "mimicgen": 1.0}
 
 
@@ -85,7 +90,7 @@ class TaskSpec:
     action_n: int = 0  # discrete
     reward_scale: float = 1.0
     target_return: float | None = None  # default return-to-go at episode start (raw units)
-    action_decode: str = "bin_center"  # or "left_edge" (the reference code's decoding)
+    action_decode: str = "bin_center"  # one of ACTION_DECODES (lram.model.action_head says what each does)
     obs_low: tuple | None = None  # expected observation range (for the runtime's range check)
     obs_high: tuple | None = None
     name: str = ""
@@ -116,8 +121,8 @@ class TaskSpec:
                 raise ConfigError(f"discrete action_n must be 1..{N_DISCRETE}, got {self.action_n}")
         else:
             raise ConfigError(f"action_kind must be 'continuous' or 'discrete', got {self.action_kind!r}")
-        if self.action_decode not in ("bin_center", "left_edge"):
-            raise ConfigError(f"action_decode must be 'bin_center' or 'left_edge', got {self.action_decode!r}")
+        if self.action_decode not in ACTION_DECODES:
+            raise ConfigError(f"action_decode must be one of {', '.join(ACTION_DECODES)}, got {self.action_decode!r}")
         if self.reward_scale <= 0:
             raise ConfigError("reward_scale must be positive")
 

@@ -1,40 +1,40 @@
-"""Simulators for training, evaluation and verification: runtime/sim.py's environments plus the TaskSpec the
-model needs (action bounds from the simulator, the domain's reward scale).
+"""Simulators for training, evaluation and verification: runtime/sim.py's environments (the one copy of the
+environment code, shared with ``lram run``) plus the task's spec from the registry.
 
-The task's ``target_return`` and ``obs_low``/``obs_high`` come from expert data in training (Meta-World's
-declared goal bounds are wrong, so they are never read here). gymnasium / metaworld are imported lazily.
+``make_env`` returns the env and the task registry's :class:`TaskSpec` (lram.model.tasks: shapes, action bounds,
+reward scale), checked against the simulator's own spaces; the ``target_return`` and ``obs_low``/``obs_high`` of
+a trained checkpoint come from expert data in training (Meta-World's declared goal bounds are wrong, so they are
+never read here). Commands that only need a task's spec (export, verify's adversarial phase, info) use the
+registry and never create a simulator. gymnasium / metaworld are imported lazily, when a simulator is made.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from lram.runtime.sim import EnvError, SimEnv, make_sim
 
-from .config import REWARD_SCALES, TaskSpec
-
-GYM_REWARD_SCALES = {"Pendulum-v1": 100.0}
-KNOWN_ENVS = ("metaworld:pick-place-v3", "metaworld:reach-v3", "metaworld:button-press-v3", "gym:Pendulum-v1")
-
-
-def task_of(env: SimEnv) -> TaskSpec:
-    kind, _, name = env.env_id.partition(":")
-    scale = REWARD_SCALES["metaworld"] if kind == "metaworld" else GYM_REWARD_SCALES.get(name)
-    if scale is None:
-        raise EnvError(f"no reward scale is known for {env.env_id!r}; known: {', '.join(KNOWN_ENVS)}")
-    if env.action_n is not None:
-        return TaskSpec(obs_kind="state", obs_shape=env.obs_shape, action_kind="discrete", action_n=env.action_n,
-                        reward_scale=scale, name=env.env_id)
-    return TaskSpec(obs_kind="state", obs_shape=env.obs_shape, action_kind="continuous",
-                    action_dim=len(env.action_low), action_low=env.action_low, action_high=env.action_high,
-                    reward_scale=scale, name=env.env_id)
+from .config import TaskSpec
 
 
 def make_env(env_id: str, seed: int = 0) -> tuple[SimEnv, TaskSpec]:
-    """``env_id`` -> (env, task spec without target_return / observation range)."""
-    kind, _, name = env_id.partition(":")
-    if kind == "gym" and name not in GYM_REWARD_SCALES:
-        raise EnvError(f"unknown environment {env_id!r}; known: {', '.join(KNOWN_ENVS)}")
-    env = make_sim(env_id, seed)
+    """``env_id`` -> (env, task spec without target_return / observation range). Only ids with a simulator
+    here run."""
+    from .tasks import TASKS, TaskError, lookup
+
     try:
-        return env, task_of(env)
-    except EnvError:
+        info = lookup(env_id)
+    except TaskError as e:
+        raise EnvError(f"unknown environment: {e}") from None
+    if info.simulator is None:
+        runnable = sorted(t.simulator for t in TASKS.values() if t.simulator and not t.simulator.startswith("metaworld"))
+        alt = f"; its Meta-World v3 twin metaworld:{info.name[:-3]}-v3 runs here" if info.id.endswith("-v2") else ""
+        raise EnvError(f"{env_id} has no simulator in this project (simulators: metaworld:<task>-v3, "
+                       f"{', '.join(runnable)}){alt}; export and verify's adversarial phase need none")
+    env = make_sim(info.simulator, seed)
+    spec = replace(info.spec(), target_return=None)  # a trained checkpoint's own target comes from its data
+    if (spec.obs_shape, spec.action_low, spec.action_high) != (env.obs_shape, env.action_low or (), env.action_high or ()):
         env.close()
-        raise
+        raise EnvError(f"{env_id}: the simulator declares obs {env.obs_shape}, actions in [{env.action_low}, "
+                       f"{env.action_high}] but the task registry says {spec.obs_shape}, [{spec.action_low}, "
+                       f"{spec.action_high}]")
+    return env, spec

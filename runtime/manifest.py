@@ -81,8 +81,9 @@ class Manifest:
     state: list  # StateSpec
     observation: dict  # {"kind": "state", "shape": [D], "dtype": "float32", "pad_to": 204, "low": [..]|None, "high": [..]|None}
     #                    or {"kind": "image", "shape": [64, 64, C], "dtype": "uint8", "scale": 1/255}
-    action: dict  # {"kind": "continuous", "shape": [d], "low": [..], "high": [..], "decode": "bin_center"|"left_edge", "bins": 256}
-    #               or {"kind": "discrete", "n": N}
+    action: dict  # {"kind": "continuous", "shape": [d], "low": [..], "high": [..], "decode": "reference"|"bin_center", "bins": 256}
+    #               or {"kind": "discrete", "n": N, "decode": ...}; decode: how the graph turned logits into the
+    #               action (lram.model.action_head); the runtime takes the graph's action as it comes
     reward_scale: float
     opset: int
     model: dict = field(default_factory=dict)  # config, config_hash, parameters

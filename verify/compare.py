@@ -18,8 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
-from lram.model.config import N_BINS, N_DISCRETE, VOCAB
+from lram.model.action_head import argmax_classes, decode_dims, winners_to_actions
 
 
 @dataclass
@@ -33,27 +34,10 @@ class StepCheck:
 
 
 def decision_logits(logits: np.ndarray, task) -> np.ndarray:
-    """[B, 8, 274] -> [B, dims, classes]: the logits each action dimension's argmax runs over."""
-    if task.action_kind == "discrete":
-        return logits[:, :1, : task.action_n]
-    if getattr(task, "action_decode", "bin_center") == "reference":
-        return logits[:, : task.action_dim, :VOCAB]
-    return logits[:, : task.action_dim, N_DISCRETE:VOCAB]
-
-
-def decode_classes(classes: np.ndarray, task) -> np.ndarray:
-    """Winning classes [B, dims] -> actions, numpy twin of model.action_head.decode_logits."""
-    if task.action_kind == "discrete":
-        return classes[:, 0]
-    low, high = np.asarray(task.action_low, np.float64), np.asarray(task.action_high, np.float64)
-    decode = getattr(task, "action_decode", "bin_center")
-    if decode == "reference":
-        bins = np.maximum(classes - N_DISCRETE, 0)
-        offset = 0.0
-    else:
-        bins = classes
-        offset = 0.5 if decode == "bin_center" else 0.0
-    return low + (bins + offset) / N_BINS * (high - low)
+    """[B, 8, 274] -> [B, dims, classes]: the logits each action dimension's argmax runs over (the task's
+    decode rule, model.action_head)."""
+    lo, hi = argmax_classes(task)
+    return logits[:, : decode_dims(task), lo:hi]
 
 
 def compare_step(ref_logits: np.ndarray, cand_logits: np.ndarray, cand_action: np.ndarray, task, atol: float,
@@ -73,7 +57,7 @@ def compare_step(ref_logits: np.ndarray, cand_logits: np.ndarray, cand_action: n
 
 
 def _decoded_matches(classes: np.ndarray, action: np.ndarray, task) -> np.ndarray:
-    expected = decode_classes(classes, task)
+    expected = winners_to_actions(torch.from_numpy(classes), task).numpy()
     if task.action_kind == "discrete":
         return np.asarray(action).reshape(-1) == expected
     span = np.asarray(task.action_high, np.float64) - np.asarray(task.action_low, np.float64)

@@ -177,12 +177,6 @@ class GraphRunner:
 GRAPH_SUFFIXES = (".onnx", ".engine", ".plan", ".trt")
 
 
-def open_runner(path: str | Path, *, backend: str = "ort-cpu", threads: int = 1, hydra_config=None,
-                env: str | None = None, dtype: torch.dtype = torch.float64) -> Runner:
-    """A graph or engine -> GraphRunner; a checkpoint directory or reference model.zip -> CheckpointRunner."""
-    p = Path(path)
-    if p.suffix.lower() in GRAPH_SUFFIXES:
-        return GraphRunner(p, backend, threads)
-    from lram.model.loading import load_model
-
-    return CheckpointRunner(load_model(p, hydra_config, env), dtype, name=p.name)
+def is_graph(path: str | Path) -> bool:
+    """A graph or engine file (anything else is taken for a checkpoint)."""
+    return Path(path).suffix.lower() in GRAPH_SUFFIXES

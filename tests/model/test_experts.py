@@ -59,5 +59,9 @@ def test_unknown_env_and_expert():
         make_env("gym:NoSuchEnv-v0")
     with pytest.raises(EnvError, match="must look like"):
         make_env("pick-place")
+    with pytest.raises(EnvError, match="no simulator in this project.*metaworld:reach-v3"):
+        make_env("metaworld:reach-v2")  # a reference-code task name: known, but Meta-World v2 is not installed
+    with pytest.raises(EnvError, match="no simulator"):
+        make_env("atari:BreakoutNoFrameskip-v4")
     with pytest.raises(EnvError):
         make_expert("gym:CartPole-v1")

@@ -154,7 +154,7 @@ def test_continuous_round_trip_within_half_a_bin(seed):
     err = (decoded - actions).abs()
     assert (err <= half_bin * (1 + 1e-4) + 1e-6).all(), f"worst {(err / half_bin).max():.4f} half-bins"
     # the reference code's decoding (left bin edge) is within one bin, never above the action
-    left = bins_to_actions(tokens[:, :d] - N_DISCRETE, TaskSpec(**{**task.to_dict(), "action_decode": "left_edge"}))
+    left = bins_to_actions(tokens[:, :d] - N_DISCRETE, TaskSpec(**{**task.to_dict(), "action_decode": "reference"}))
     assert (left <= actions + 1e-5).all() and ((actions - left) <= 2 * half_bin * (1 + 1e-4) + 1e-6).all()
 
 
