@@ -3,7 +3,7 @@
 The interface (duck-typed; ``runtime/backend_tensorrt.py``'s ``TensorRTBackend`` follows it too):
 
     name: str                         e.g. "ort-cpu"
-    inputs, outputs: list[IOSpec]     the graph's tensors (name, numpy dtype name, rank) for the manifest check
+    inputs, outputs: list[IOSpec]     the graph's tensors (name, numpy dtype name, rank, shape) for the manifest check
     metadata: dict                    the graph's metadata_props ({} when the artifact has none, e.g. an engine)
     run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]   every output, by name; must not keep or
                                       modify ``feeds`` (the policy commits state only after run returns)
@@ -29,6 +29,12 @@ _ORT_TYPES = {
     "tensor(int8)": "int8", "tensor(int32)": "int32", "tensor(int64)": "int64", "tensor(bool)": "bool",
     "tensor(bfloat16)": "bfloat16",
 }
+
+
+def _spec(arg) -> IOSpec:
+    """ONNX Runtime's NodeArg as an IOSpec; a dynamic dimension (a name, or None) becomes None."""
+    shape = tuple(d if isinstance(d, int) else None for d in arg.shape)
+    return IOSpec(arg.name, _ORT_TYPES.get(arg.type, arg.type), len(shape), shape)
 
 
 class BackendUnavailable(RuntimeError):
@@ -63,8 +69,8 @@ class OrtBackend:
         self.name = name
         self.providers = self.session.get_providers()
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
-        self.inputs = [IOSpec(i.name, _ORT_TYPES.get(i.type, i.type), len(i.shape)) for i in self.session.get_inputs()]
-        self.outputs = [IOSpec(o.name, _ORT_TYPES.get(o.type, o.type), len(o.shape)) for o in self.session.get_outputs()]
+        self.inputs = [_spec(i) for i in self.session.get_inputs()]
+        self.outputs = [_spec(o) for o in self.session.get_outputs()]
         self._out_names = [o.name for o in self.outputs]
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -161,6 +161,7 @@ def test_4_strict_non_finite_action_commits_nothing(make_policy, helpers):
             out["action"][1] = np.nan
             return out
 
+    NaNRow1.close = lambda self: inner.close()
     p.backend = NaNRow1()
     with pytest.raises(InputRejected, match="non-finite action"):
         p.step(helpers.obs_batch(2, 1), strict=True)
@@ -365,3 +366,93 @@ def test_10_reset_from_another_thread_applies_between_steps(make_policy, helpers
         stop.set()
         t.join()
     assert _finite_state(p)
+
+
+# -- 7: the manifest is checked against the graph's full shapes at load -----------------------------------
+
+def _sidecar_lies(tmp_path, fake, manifest_edit, graph_manifest=None):
+    """The genuine graph (no embedded manifest) with a sidecar that is internally consistent but wrong."""
+    import dataclasses  # noqa: F401  (used by the edits)
+
+    from lram.runtime.manifest import sidecar_path
+
+    m = graph_manifest or fake.make_manifest()
+    path = fake.write_fake_policy(tmp_path / "m.onnx", m, metadata=False)
+    sidecar_path(path).write_text(manifest_edit(m).to_json())
+    return path
+
+
+def _resize_state(m, name, shape):
+    import dataclasses
+
+    from lram.runtime.manifest import StateSpec, TensorSpec
+
+    state = [StateSpec(s.name, list(shape), s.dtype) if s.name == name else s for s in m.state]
+    fix = lambda ts, prefix: [TensorSpec(t.name, ["batch", *shape], t.dtype) if t.name == f"{prefix}.{name}" else t
+                              for t in ts]
+    return dataclasses.replace(m, state=state, inputs=fix(m.inputs, "state_in"), outputs=fix(m.outputs, "state_out"))
+
+
+def _resize_obs(m, d):
+    import dataclasses
+
+    from lram.runtime.manifest import TensorSpec
+
+    return dataclasses.replace(m, observation={**m.observation, "shape": [d]},
+                               inputs=[TensorSpec("obs", ["batch", d], "float32") if t.name == "obs" else t for t in m.inputs])
+
+
+def _resize_action(m, d):
+    import dataclasses
+
+    from lram.runtime.manifest import TensorSpec
+
+    return dataclasses.replace(m, action={**m.action, "shape": [d], "low": [-2.0] * d, "high": [2.0] * d},
+                               outputs=[TensorSpec("action", ["batch", d], "float32") if t.name == "action" else t
+                                        for t in m.outputs])
+
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda m: _resize_state(m, "1.h", [32]), r"state_in.1.h': graph shape \[None, 16\], manifest shape \['batch', 32\]"),
+    (lambda m: _resize_state(m, "0.C", [4, 8, 9]), r"dimension 3: 8 vs 9"),
+    (lambda m: _resize_obs(m, 4), r"input 'obs': graph shape \[None, 3\], manifest shape \['batch', 4\]"),
+    (lambda m: _resize_action(m, 2), r"output 'action': graph shape \[None, 1\], manifest shape \['batch', 2\]"),
+])
+def test_7_wrong_dimensions_refused_at_load(tmp_path, fake, edit, match):
+    with pytest.raises(ManifestError, match=match):
+        Policy.load(_sidecar_lies(tmp_path, fake, edit), backend="ort-cpu")
+
+
+def test_7_manifest_parts_must_agree_with_its_tensors(tmp_path, fake):
+    import dataclasses
+
+    from lram.runtime.manifest import StateSpec
+
+    edit = lambda m: dataclasses.replace(m, state=[StateSpec("0.C", [4, 8, 8]), StateSpec("1.h", [15])])
+    with pytest.raises(ManifestError, match=r"state '1.h' is float32 \[15\] per robot"):
+        Policy.load(_sidecar_lies(tmp_path, fake, edit), backend="ort-cpu")
+
+
+def _fixed_batch(m, b):
+    import dataclasses
+
+    from lram.runtime.manifest import TensorSpec
+
+    fix = lambda ts: [TensorSpec(t.name, [b, *t.shape[1:]], t.dtype) for t in ts]
+    return dataclasses.replace(m, inputs=fix(m.inputs), outputs=fix(m.outputs))
+
+
+def test_7_fixed_batch_must_equal_robots(tmp_path, fake, helpers):
+    path = fake.write_fake_policy(tmp_path / "b7.onnx", _fixed_batch(fake.make_manifest(), 7))
+    with pytest.raises(ManifestError, match="fixed batch of 7, it cannot run 3 robots"):
+        Policy.load(path, n_robots=3, backend="ort-cpu")
+    p = Policy.load(path, n_robots=7, backend="ort-cpu")
+    assert p.step(helpers.obs_batch(7), first=True).shape == (7, 1)
+    p.close()
+
+
+def test_7_fixed_batch_graph_with_dynamic_manifest_refused(tmp_path, fake):
+    m = fake.make_manifest()
+    path = _sidecar_lies(tmp_path, fake, lambda _: m, graph_manifest=_fixed_batch(m, 3))
+    with pytest.raises(ManifestError, match="fixed batch of 3, the manifest says dynamic"):
+        Policy.load(path, n_robots=3, backend="ort-cpu")
