@@ -456,3 +456,19 @@ def test_7_fixed_batch_graph_with_dynamic_manifest_refused(tmp_path, fake):
     path = _sidecar_lies(tmp_path, fake, lambda _: m, graph_manifest=_fixed_batch(m, 3))
     with pytest.raises(ManifestError, match="fixed batch of 3, the manifest says dynamic"):
         Policy.load(path, n_robots=3, backend="ort-cpu")
+
+
+# -- 9: a failing warm-up is a clear error ---------------------------------------------------------------
+
+def test_9_warmup_error_is_clear(make_policy, helpers):
+    from lram.runtime.control_loop import ControlLoop, Reading
+
+    clock = helpers.FakeClock()
+    p = make_policy(n=1)
+    p.backend = helpers.ScriptedBackend(p.backend, fail_on={1})
+    acts = []
+    loop = ControlLoop(p, lambda: Reading(helpers.obs_batch(1)), acts.append, hz=100, warmup=3, infer_timeout=None,
+                       clock=clock, sleep=clock.sleep)
+    with pytest.raises(RuntimeError, match=r"warm-up failed .*injected backend failure on call 1") as e:
+        loop.run(max_steps=3)
+    assert "\n" not in str(e.value) and acts == []  # one line, and nothing was sent to the robot
