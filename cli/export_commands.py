@@ -82,6 +82,9 @@ def export(checkpoint, output, opset, batch, flavour, logits, mode, hydra_config
 @click.option("--hydra-config", type=click.Path(), help="Reference model.zip only.")
 def verify_(graph, checkpoint, steps, robots, env, atol, rtol, window, seed, json_out, hydra_config):
     """Run GRAPH on ONNX Runtime and the checkpoint in PyTorch (float64) side by side; fail past tolerance."""
+    from lram.cli.file_checks import check_output_file
+
+    check_output_file(json_out, "--json")  # before the run, not after it
     import torch
 
     torch.set_num_threads(1)

@@ -23,6 +23,10 @@ class StopLoop(Exception):
     """Raised by a sensor when the run is over (episodes done); not an error."""
 
 
+class WarmupFailed(RuntimeError):
+    """The model failed before the first tick: nothing was sent to the robot."""
+
+
 @dataclass
 class Reading:
     obs: np.ndarray  # [N, ...] one row per robot
@@ -98,7 +102,12 @@ class ControlLoop:
         log, k = self.log, 0
         try:
             t = self.clock()
-            self.policy.warmup(self.warmup_steps)
+            try:
+                self.policy.warmup(self.warmup_steps)
+            except Exception as e:
+                r.stop_reason = "warmup_failed"
+                msg = " ".join(str(e).split()) or "no message"
+                raise WarmupFailed(f"warm-up failed (the model did not run; nothing was sent): {type(e).__name__}: {msg}") from e
             r.warmup = {"steps": self.warmup_steps, "total_ms": (self.clock() - t) * 1e3}
             sched = Schedule(self.period, self.clock())
             while max_steps is None or r.ticks < max_steps:
@@ -138,8 +147,8 @@ class ControlLoop:
                 r.skipped_ticks += skipped
             else:
                 r.stop_reason = "max_steps"
-        except KeyboardInterrupt:
-            r.stop_reason = "interrupted"
+        except KeyboardInterrupt as e:
+            r.stop_reason = getattr(e, "stop_reason", "interrupted")  # "terminated" for SIGTERM (runtime/signals.py)
         finally:
             if watchdog is not None:
                 watchdog.close()
