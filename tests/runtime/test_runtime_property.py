@@ -140,7 +140,9 @@ def test_every_row_equals_a_reference_that_saw_only_its_good_inputs(setup, ops):
             good = np.array([r == "good" for r in rows])
             first = np.array(first)
             res = p.step_detailed(obs, None, reward, first)
-            want = ref.step(obs.astype(np.float32), reward, first, good) if good.any() else None
+            with np.errstate(over="ignore"):  # the huge float64 rows are refused; their cast value is unused
+                obs32 = obs.astype(np.float32)
+            want = ref.step(obs32, reward, first, good) if good.any() else None
             if want is None:
                 ref.refused(first)
                 want = ref.last
