@@ -111,7 +111,8 @@ class InputChecker:
         x = obs.reshape(n, -1)
         scalars = np.concatenate([rtg_a, rew_a], axis=1)
         finite = np.isfinite(scalars).all(axis=1)
-        fits = (np.abs(scalars) <= F32_MAX).all(axis=1)
+        # a finite float32 always fits; float64 (the policy's own rtg, a caller's doubles) may not
+        fits = True if scalars.dtype == np.float32 else (np.abs(scalars) <= F32_MAX).all(axis=1)
         inside = None
         if self.kind == "state":
             finite &= np.isfinite(x).all(axis=1)
@@ -154,6 +155,8 @@ class InputChecker:
         return CheckedStep(clean, rtg_a, rew_a, first_a, rejected, ok)
 
     def _dtype_ok(self, dtype) -> bool:
+        if dtype == self.dtype:
+            return True
         if self.kind == "state":
             return np.issubdtype(dtype, np.floating)
         return dtype == self.dtype
@@ -196,6 +199,8 @@ def numbers(values, n, name):
     float64 become float64, so that range is judged before any cast), or the reason why not."""
     if type(values) is np.ndarray and values.dtype == np.float32 and values.size == n:
         return values.reshape(n, 1)
+    if isinstance(values, (float, np.float32, np.float64)):  # one value for all robots
+        return np.full((n, 1), values, np.float32 if isinstance(values, np.float32) else np.float64)
     try:
         a = np.asarray(values)
     except (TypeError, ValueError):

@@ -47,7 +47,10 @@ class ReturnTracker:
             return (self.target - collected).reshape(self.n, 1), collected
 
     def commit(self, collected: np.ndarray, ok: np.ndarray) -> None:
-        self.collected[ok] = collected[ok]
+        if ok.all():
+            self.collected = collected  # a fresh array from propose, not shared
+        else:
+            self.collected[ok] = collected[ok]
 
     def reset(self, slot: int, target: float | None = None) -> None:
         self.collected[slot] = 0.0
