@@ -187,8 +187,8 @@ def flags(values, n):
         if ((a != 0) & (a != 1)).any():
             return f"{what}; got the integers {np.unique(a)[:4].tolist()}"
         a = a.astype(bool)
-    if a.shape == (n,):
-        return a
+    if a.size == n:  # [n] or a column [n, 1], like rtg and prev_reward
+        return a.reshape(n)
     if a.size == 1:
         return np.full(n, bool(a.reshape(())))
     return f"{what}; got {a.size} values"

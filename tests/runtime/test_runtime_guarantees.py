@@ -186,7 +186,8 @@ def test_5_bad_first_flag_rejected(make_policy, helpers, first):
 
 @pytest.mark.parametrize("first,want", [(True, [True, True]), (np.True_, [True, True]), (0, [False, False]),
                                         ([1, 0], [True, False]), (np.array([0, 1], np.uint8), [False, True]),
-                                        (np.array([True, False]), [True, False])])
+                                        (np.array([True, False]), [True, False]),
+                                        (np.array([[False], [True]]), [False, True])])
 def test_5_good_first_flags(make_policy, helpers, first, want):
     p, q = make_policy(n=2), make_policy(n=2)
     for t in range(3):
