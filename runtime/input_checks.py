@@ -85,7 +85,7 @@ class InputChecker:
         policy's own bookkeeping); what it returns is checked exactly like a caller's rtg."""
         n = self.n
         rejected: dict = {}
-        first_a = rtg_a = rew_a = None
+        rtg_a = rew_a = None
         first_a = flags(first, n)
         if isinstance(first_a, str):
             rejected, first_a = self._all("flag", first_a), np.zeros(n, dtype=bool)

@@ -42,7 +42,9 @@ class ReturnTracker:
         the graph skips, is not counted.
         """
         r = np.asarray(prev_reward, dtype=np.float64).reshape(self.n)
-        with np.errstate(invalid="ignore", over="ignore"):
+        # a NaN/Inf reward refuses its row anyway; kept out of the rtg so the refusal names the reward alone
+        r = np.where(np.isfinite(r), r, 0.0)
+        with np.errstate(over="ignore"):
             collected = np.where(first, 0.0, self.collected + r)
             return (self.target - collected).reshape(self.n, 1), collected
 

@@ -473,3 +473,10 @@ def test_9_warmup_error_is_clear(make_policy, helpers):
     with pytest.raises(RuntimeError, match=r"warm-up failed .*injected backend failure on call 1") as e:
         loop.run(max_steps=3)
     assert "\n" not in str(e.value) and acts == []  # one line, and nothing was sent to the robot
+
+
+def test_1_nan_reward_is_named_alone_when_the_policy_computes_rtg(make_policy, helpers):
+    p = make_policy(n=2)
+    p.step(helpers.obs_batch(2, 0), first=True)
+    res = p.step_detailed(helpers.obs_batch(2, 1), prev_reward=[0.0, np.nan])
+    assert list(res.ok) == [True, False] and res.rejected[1].reason == "NaN/Inf in prev_reward"
