@@ -1,5 +1,5 @@
-"""Property: whatever a caller does (random interleavings of steps, bad rows, bad batches, resets,
-snapshots and restores for several robots), every robot's state, return sum, pending episode start and held
+"""Property: whatever a caller does (random interleavings of steps, strict steps, bad rows, bad batches,
+resets, snapshots and restores for several robots), every robot's state, return sum, pending episode start and held
 action equal those of a reference that saw only that robot's good inputs, bit for bit.
 
 The reference is written from the contract, not from the runtime: it drives the raw graph with ONNX Runtime
@@ -15,6 +15,8 @@ import onnxruntime as ort
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from lram.runtime.input_checks import InputRejected
 
 N = 3
 TARGET = 50.0
@@ -82,7 +84,7 @@ def _obs(seed, dtype):
 step_op = st.tuples(st.just("step"), st.lists(st.sampled_from(ROW_KINDS), min_size=N, max_size=N),
                     st.lists(st.booleans(), min_size=N, max_size=N),
                     st.lists(st.floats(-5, 5, width=32), min_size=N, max_size=N),
-                    st.integers(0, 2**16), st.sampled_from([np.float32, np.float64]))
+                    st.integers(0, 2**16), st.sampled_from([np.float32, np.float64]), st.booleans())
 bad_batch_op = st.tuples(st.just("bad_batch"), st.sampled_from(["shape", "dtype", "flag_value", "flag_type", "flag_count"]),
                          st.lists(st.booleans(), min_size=N, max_size=N))
 reset_op = st.tuples(st.just("reset"), st.one_of(st.none(), st.integers(0, N - 1)),
@@ -123,7 +125,7 @@ def test_every_row_equals_a_reference_that_saw_only_its_good_inputs(setup, ops):
     for op in ops:
         kind = op[0]
         if kind == "step":
-            _, rows, first, rewards, seed, dtype = op
+            _, rows, first, rewards, seed, dtype, strict = op
             obs = _obs(seed, dtype)
             reward = np.array(rewards, np.float32).reshape(N, 1)
             for i, r in enumerate(rows):
@@ -139,7 +141,12 @@ def test_every_row_equals_a_reference_that_saw_only_its_good_inputs(setup, ops):
                     reward[i, 0] = np.nan
             good = np.array([r == "good" for r in rows])
             first = np.array(first)
-            res = p.step_detailed(obs, None, reward, first)
+            if strict and not good.all():  # strict refuses the whole call before anything is committed
+                with pytest.raises(InputRejected):
+                    p.step(obs, None, reward, first, strict=True)
+                _assert_same(p, ref)
+                continue
+            res = p.step_detailed(obs, None, reward, first, strict=strict)
             with np.errstate(over="ignore"):  # the huge float64 rows are refused; their cast value is unused
                 obs32 = obs.astype(np.float32)
             want = ref.step(obs32, reward, first, good) if good.any() else None
