@@ -45,6 +45,10 @@ class Policy:
                  target_return: float | None = None):
         n = robot_count(n_robots)
         check_graph_matches(manifest, backend.inputs, backend.outputs, n_robots=n)
+        max_batch = getattr(backend, "max_batch", None)  # a TensorRT engine's optimisation profile
+        if isinstance(max_batch, int) and n > max_batch:
+            raise ValueError(f"{getattr(backend, 'name', 'the backend')} takes at most {max_batch} robots, not {n} "
+                             f"(rebuild the engine with --max-batch {n})")
         if target_return is not None:
             target = check_target(target_return, "target_return")
         elif manifest.target_return is not None:

@@ -480,3 +480,16 @@ def test_1_nan_reward_is_named_alone_when_the_policy_computes_rtg(make_policy, h
     p.step(helpers.obs_batch(2, 0), first=True)
     res = p.step_detailed(helpers.obs_batch(2, 1), prev_reward=[0.0, np.nan])
     assert list(res.ok) == [True, False] and res.rejected[1].reason == "NaN/Inf in prev_reward"
+
+
+def test_7_engine_max_batch_checked_at_load(pendulum_model):
+    """A TensorRT engine is built for up to --max-batch robots: more is refused at load, not at the first step."""
+    from lram.runtime.backends import make_backend
+    from lram.runtime.model_files import read_manifest
+
+    be = make_backend(pendulum_model, "ort-cpu")
+    be.max_batch = 2  # what TensorRTBackend reports
+    manifest = read_manifest(pendulum_model, be.metadata)
+    with pytest.raises(ValueError, match="at most 2 robots"):
+        Policy(be, manifest, n_robots=3)
+    Policy(be, manifest, n_robots=2).close()
