@@ -11,8 +11,8 @@ Threads: a Policy is safe to share. A robot node steps from its control thread w
 resets a robot, takes a snapshot or restores one (a ROS 2 node with a reset service does exactly this), and
 refusing the second thread would push every integrator into writing the same queue. So step, reset,
 snapshot, restore, warmup and close hold one lock: each call sees and leaves a consistent state, and a reset
-from another thread lands between two steps (it waits for at most one inference). The lock costs well under
-a microsecond uncontended; a step is a millisecond.
+from another thread lands between two steps (it waits for at most one inference). The lock costs ~0.35 us
+uncontended (measured); a step is tens of microseconds to milliseconds.
 """
 from __future__ import annotations
 
