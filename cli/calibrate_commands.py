@@ -61,10 +61,17 @@ def calibrate(model, precision, output, env_id, rollouts, drift_steps, window, t
     from lram.runtime.manifest import ManifestError, sidecar_path
     from lram.runtime.model_files import read_manifest
 
+    from lram.cli.file_checks import check_onnx_file, check_output_file
+
     if output.suffix != ".onnx":
         raise click.BadParameter("must end in .onnx", param_hint="-o")
     if output.resolve() == model.resolve():
         raise click.BadParameter("must differ from MODEL", param_hint="-o")
+    # every file this command writes, checked before minutes of conversion and simulation
+    check_onnx_file(model)
+    check_output_file(output, "-o")
+    check_output_file(report_path or output.with_name(output.stem + ".report.json"), "--report")
+    check_output_file(save_data, "--save-data")
     try:
         manifest = read_manifest(model)
         if manifest.precision != "fp32":

@@ -20,8 +20,13 @@ import click
 @click.option("-v", "--verbose", is_flag=True, help="TensorRT verbose log")
 def compile_(model, output, plugins, max_batch, opt_batch, check, workspace_mb, verbose):
     """Compile the step graph MODEL.onnx into a TensorRT engine (+ its manifest)."""
+    from lram.cli.file_checks import check_onnx_file, check_output_file
     from lram.compile import tensorrt_build as tb
     from lram.runtime.manifest import ManifestError
+
+    check_onnx_file(model)
+    if not check:
+        check_output_file(output or model.with_suffix(".engine"), "-o")
 
     try:
         if check:

@@ -35,16 +35,20 @@ def run(model, env_id, hz, episodes, seed, backend, threads, miss_policy, infer_
     """Run MODEL (an exported step graph, or a TensorRT engine with its manifest) in a simulator."""
     from tqdm import tqdm
 
+    from lram.cli.file_checks import check_output_dir, check_output_file
     from lram.runtime.backends import BackendUnavailable
-    from lram.runtime.control_loop import ControlLoop, LoopConfig
+    from lram.runtime.control_loop import ControlLoop, LoopConfig, WarmupFailed
     from lram.runtime.gym_adapter import GymAdapter
-    from lram.runtime.manifest import ManifestError
     from lram.runtime.policy import Policy
+    from lram.runtime.signals import terminate_as_interrupt
 
+    # before the run, not after it: a run can take an hour
+    check_output_file(report_path, "--report")
+    check_output_dir(plots_dir, "--plots")
     try:
         policy = Policy.load(model, n_robots=1, backend=backend, threads=threads, miss_policy=miss_policy,
                              target_return=target_return)
-    except (BackendUnavailable, ManifestError) as e:
+    except (BackendUnavailable, ValueError) as e:  # ValueError: a bad --target-return; ManifestError is one too
         raise click.ClickException(str(e)) from None
     if not policy.has_target:
         raise click.ClickException("the manifest has no target_return: pass --target-return (the return to ask the model for)")
@@ -71,7 +75,10 @@ def run(model, env_id, hz, episodes, seed, backend, threads, miss_policy, infer_
                        context={"model": str(model), "env": env_id, "seed": seed, "threads": threads,
                                 "backend_requested": backend})
     try:
-        report = loop.run(max_steps=max_steps)
+        with terminate_as_interrupt():  # a service manager's SIGTERM ends the run like Ctrl-C, with the report
+            report = loop.run(max_steps=max_steps)
+    except WarmupFailed as e:
+        raise click.ClickException(str(e)) from None
     finally:
         bar.close()
         adapter.close()
@@ -91,3 +98,5 @@ def run(model, env_id, hz, episodes, seed, backend, threads, miss_policy, infer_
     policy.close()
     if report.stop_reason == "interrupted":
         raise SystemExit(130)
+    if report.stop_reason == "terminated":
+        raise SystemExit(143)  # 128 + SIGTERM, what a service manager expects

@@ -12,7 +12,7 @@ from .checkpoint_options import checkpoint_options, is_reference_zip, load_any
 
 @click.command(name="verify")
 @click.argument("candidate", type=click.Path(exists=True))
-@click.option("--against", "reference", required=True, type=click.Path(exists=True),
+@click.option("--against", "reference", required=True, type=click.Path(),
               help="The reference: the checkpoint it was exported from (directory or reference model.zip), or "
                    "another graph / engine (e.g. the FP32 graph an FP16 or INT8 graph was made from).")
 @click.option("--steps", default=10_000, show_default=True, help="Environment steps (half simulator, half adversarial).")
@@ -42,7 +42,7 @@ def verify_(candidate, reference, steps, robots, backend, reference_dtype, atol,
     from lram.model.config import ConfigError
     from lram.runtime.backend import BackendUnavailable
     from lram.runtime.manifest import ManifestError
-    from lram.runtime.model_files import check_writable
+    from lram.cli.file_checks import check_output_file
     from lram.verify.parity import VerifyError, verify
     from lram.verify.runners import CheckpointRunner, GraphRunner, RunnerError, is_graph
 
@@ -53,8 +53,7 @@ def verify_(candidate, reference, steps, robots, backend, reference_dtype, atol,
         raise click.UsageError("give both --atol and --rtol, or neither (defaults by precision)")
     runners = []
     try:
-        if json_out:
-            check_writable(json_out)  # before a long run, not after it
+        check_output_file(json_out, "--json")  # before a long run, not after it
         dtype = torch.float64 if reference_dtype == "float64" else torch.float32
         graphs = [p for p in (candidate, reference) if is_graph(p)]
         task = _graph_task(graphs[0]) if graphs else {}

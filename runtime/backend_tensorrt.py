@@ -125,7 +125,7 @@ class TensorRTBackend:
             if any(d < 0 for d in shape[1:]):
                 raise EngineMismatch(f"tensor {n!r} has dynamic dimensions {shape} beyond the batch axis")
             self._specs[n] = (is_in, dt, shape)
-            (self.inputs if is_in else self.outputs).append(IOSpec(n, dt.name, len(shape)))
+            (self.inputs if is_in else self.outputs).append(IOSpec(n, dt.name, len(shape), tuple(None if d < 0 else d for d in shape)))
 
         # state pairs (from the manifest): each input and its output share a ping-pong pair of device buffers
         self._state_in = {s.input: s.output for s in manifest.state}

@@ -23,6 +23,12 @@ _ORT_TYPES = {
 }
 
 
+def _spec(arg) -> IOSpec:
+    """ONNX Runtime's NodeArg as an IOSpec; a dynamic dimension (a name, or None) becomes None."""
+    shape = tuple(d if isinstance(d, int) else None for d in arg.shape)
+    return IOSpec(arg.name, _ORT_TYPES.get(arg.type, arg.type), len(shape), shape)
+
+
 class OrtBackend:
     """ONNX Runtime with an explicit provider list.
 
@@ -51,8 +57,8 @@ class OrtBackend:
         self.name = name
         self.providers = self.session.get_providers()
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
-        self.inputs = [IOSpec(i.name, _ORT_TYPES.get(i.type, i.type), len(i.shape)) for i in self.session.get_inputs()]
-        self.outputs = [IOSpec(o.name, _ORT_TYPES.get(o.type, o.type), len(o.shape)) for o in self.session.get_outputs()]
+        self.inputs = [_spec(i) for i in self.session.get_inputs()]
+        self.outputs = [_spec(o) for o in self.session.get_outputs()]
         self._out_names = [o.name for o in self.outputs]
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -21,6 +21,10 @@ class StopLoop(Exception):
     """Raised by a sensor when the run is over (episodes done); not an error."""
 
 
+class WarmupFailed(RuntimeError):
+    """The model failed before the first tick: nothing was sent to the robot."""
+
+
 @dataclass
 class Reading:
     obs: np.ndarray  # [N, ...] one row per robot
@@ -102,7 +106,12 @@ class ControlLoop:
         previous_timeout = self.policy.timeout_s
         try:
             t = self.clock()
-            self.policy.warmup(cfg.warmup)
+            try:
+                self.policy.warmup(cfg.warmup)
+            except Exception as e:
+                r.stop_reason = "warmup_failed"
+                msg = " ".join(str(e).split()) or "no message"
+                raise WarmupFailed(f"warm-up failed (the model did not run; nothing was sent): {type(e).__name__}: {msg}") from e
             r.warmup = {"steps": cfg.warmup, "total_ms": (self.clock() - t) * 1e3}
             self.policy.set_timeout(None if cfg.timeout_periods is None else cfg.timeout_periods * self.period)
             sched = Schedule(self.period, self.clock())
@@ -143,8 +152,8 @@ class ControlLoop:
                 r.skipped_ticks += skipped
             else:
                 r.stop_reason = "max_steps"
-        except KeyboardInterrupt:
-            r.stop_reason = "interrupted"
+        except KeyboardInterrupt as e:
+            r.stop_reason = getattr(e, "stop_reason", "interrupted")  # "terminated" for SIGTERM (runtime/signals.py)
         finally:
             self.policy.set_timeout(previous_timeout)
         self._finish()

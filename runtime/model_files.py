@@ -24,7 +24,7 @@ def graph_metadata(path: str | Path) -> dict:
     if not path.is_file():
         raise ManifestError(f"{path}: no such file")
     if path.stat().st_size == 0:
-        raise ManifestError(f"{path}: the file is empty")
+        raise ManifestError(f"{path} is empty (0 bytes), not an ONNX model")
     try:
         import onnx
     except ImportError:
@@ -32,6 +32,8 @@ def graph_metadata(path: str | Path) -> dict:
     try:
         if onnx is not None:
             model = onnx.load(str(path), load_external_data=False)
+            if model.ir_version <= 0 or not model.graph.node or not model.graph.output:
+                raise ValueError("no graph in it")
             return {p.key: p.value for p in model.metadata_props}
         import onnxruntime as ort
 
@@ -40,7 +42,8 @@ def graph_metadata(path: str | Path) -> dict:
         sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         return dict(sess.get_modelmeta().custom_metadata_map)
     except Exception as e:  # protobuf / ORT errors on a truncated or foreign file: the same problem to a user
-        raise ManifestError(f"{path}: not a readable ONNX graph ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ManifestError(f"{path} is not a readable ONNX model (truncated, or not ONNX at all: {reason})") from None
 
 
 def read_manifest(model_path: str | Path, metadata: dict | None = None) -> Manifest:
