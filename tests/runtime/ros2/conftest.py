@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 
-pytest.importorskip("cyclonedds", reason="cyclonedds is not installed (pip install 'lram-deploy[ros2]')")
-pytest.importorskip("rosbags", reason="rosbags is not installed (pip install 'lram-deploy[ros2]')")
 
 OBS_DIM, ACT_DIM = 6, 3
 JOINTS = ["shoulder", "elbow", "wrist"]
@@ -28,6 +27,29 @@ def contract_dict(robots=("",), hz=50.0, stale_ms=100.0, domain=0, miss_policy="
         "action": {"topic": "joint_commands", "type": action_type, "joints": ["j1", "j2", "j3"],
                    "scale": ACTION_SCALE, "offset": ACTION_OFFSET, "low": [-2.0, -1.0, -1.0], "high": [2.0, 1.0, 1.0]},
     }
+
+
+def joint_msg(seq, robot, drop=None):
+    """Joints in another order than the contract's, plus one it does not use: matched by name."""
+    names = ["gripper", "wrist", "shoulder", "elbow"]
+    rng = np.random.default_rng(1000 * robot + seq)
+    pos, vel = rng.uniform(-1.5, 1.5, 4), rng.uniform(-2, 2, 4)
+    keep = [i for i, n in enumerate(names) if n != drop]
+    from lram.runtime.ros2 import messages as m
+
+    return m.JointState(m.Header(m.Time(seq, robot)), [names[i] for i in keep], pos[keep].tolist(), vel[keep].tolist(), [])
+
+
+def expected_obs(msg):
+    """The contract's layout written out by hand: positions by name, half the first two velocities, 0.25."""
+    idx = {n: i for i, n in enumerate(msg.name)}
+    pos = [msg.position[idx[j]] for j in JOINTS]
+    vel = [(msg.velocity[idx[j]] - 0.0) * 0.5 for j in JOINTS[:2]]
+    return np.asarray(pos + vel + [0.25], dtype=np.float32)
+
+
+def command(action):
+    return np.clip(np.asarray(ACTION_OFFSET) + np.asarray(ACTION_SCALE) * action.astype(np.float64), [-2, -1, -1], [2, 1, 1])
 
 
 @pytest.fixture(scope="session")

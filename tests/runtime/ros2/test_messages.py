@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+pytest.importorskip("cyclonedds", reason="needs cyclonedds (pip install 'lram-deploy[ros2]')")
+
 from lram.runtime.ros2 import messages as m
 
 rosbags_typesys = pytest.importorskip("rosbags.typesys")

@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+pytest.importorskip("cyclonedds", reason="needs cyclonedds (pip install 'lram-deploy[ros2]')")
+
 from lram.runtime.policy import Policy
 from lram.runtime.ros2 import messages as m
 from lram.runtime.ros2.contract import parse_contract
 from lram.runtime.ros2.node import PolicyNode
 
-from .conftest import ACTION_OFFSET, ACTION_SCALE, JOINTS, OBS_DIM, contract_dict
+from .conftest import OBS_DIM, command, contract_dict, expected_obs, joint_msg
 
 
 class MemoryTransport:
@@ -38,27 +40,6 @@ class MemoryTransport:
 
     def publish_status(self, r, msg):
         self.status[r].append(msg)
-
-
-def joint_msg(seq, robot, drop=None):
-    """Joints in another order than the contract's, plus one it does not use: matched by name."""
-    names = ["gripper", "wrist", "shoulder", "elbow"]
-    rng = np.random.default_rng(1000 * robot + seq)
-    pos, vel = rng.uniform(-1.5, 1.5, 4), rng.uniform(-2, 2, 4)
-    keep = [i for i, n in enumerate(names) if n != drop]
-    return m.JointState(m.Header(m.Time(seq, robot)), [names[i] for i in keep], pos[keep].tolist(), vel[keep].tolist(), [])
-
-
-def expected_obs(msg):
-    """The contract's layout written out by hand: positions by name, half the first two velocities, 0.25."""
-    idx = {n: i for i, n in enumerate(msg.name)}
-    pos = [msg.position[idx[j]] for j in JOINTS]
-    vel = [(msg.velocity[idx[j]] - 0.0) * 0.5 for j in JOINTS[:2]]
-    return np.asarray(pos + vel + [0.25], dtype=np.float32)
-
-
-def command(action):
-    return np.clip(np.asarray(ACTION_OFFSET) + np.asarray(ACTION_SCALE) * action.astype(np.float64), [-2, -1, -1], [2, 1, 1])
 
 
 class Clock:
