@@ -71,6 +71,7 @@ class PolicyNode:
         self.stop_event = threading.Event()
         self._last_status = -np.inf
         self._watchdog = None
+        self._restarted = []  # slots whose episode restarted this tick (enable or reset), for the record
 
     # -- one tick -----------------------------------------------------------------------------------------
     def _control(self) -> None:
@@ -90,9 +91,11 @@ class PolicyNode:
     def _new_episode(self, r: int) -> None:
         self.policy.reset(r)
         self.builders[r].reset()
+        self._restarted.append(r)
 
     def tick(self, k: int) -> None:
         now = self.clock()
+        self._restarted = []
         self._control()
         for r in range(self.n):
             for name, msg in self.transport.take_inputs(r).items():
@@ -150,7 +153,7 @@ class PolicyNode:
                              "stamps": {n: _stamp(self.latest[r].get(n)) for n in self.used},
                              "obs": obs[r].tolist(), "command": self.encoder.command(action[r]).tolist()})
         if self.record is not None:
-            self.record.write(json.dumps({"tick": k, "robots": rows}) + "\n")
+            self.record.write(json.dumps({"tick": k, "restarted": self._restarted, "robots": rows}) + "\n")
             self.record.flush()
         self._status(now)
 

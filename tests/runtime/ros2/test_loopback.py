@@ -110,15 +110,20 @@ def start_node(model, contract_path, record, log, env):
                              "--record", str(record)], stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
 
 
-def check_record(record, robot, model, n_firsts):
+def check_record(record, robot, model, n_restarts):
     """Replay the node's ticks through a fresh Policy from the messages the robot sent: every command exact."""
     twin = Policy.load(model, n_robots=2, backend="ort-cpu", threads=1)
     per_slot = {0: [], 1: []}
-    firsts = {0: 0, 1: 0}
-    last_cmd = {}
+    restarts = {0: 0, 1: 0}
+    last_cmd, pending = {}, set()
     try:
         for line in record.read_text().splitlines():
             tick = json.loads(line)
+            for r in tick["restarted"]:  # enable or reset: a new episode, nothing held from the old one
+                twin.reset(r)
+                last_cmd.pop(r, None)
+                restarts[r] += 1
+                pending.add(r)
             obs = np.full((2, OBS_DIM), np.nan, np.float32)
             for row in tick["robots"]:
                 r = row["slot"]
@@ -127,9 +132,8 @@ def check_record(record, robot, model, n_firsts):
                     assert ns == r  # the stamp says which arm sent it
                     obs[r] = expected_obs(robot.sent[(r, sec)])
                     np.testing.assert_array_equal(np.asarray(row["obs"], np.float32), obs[r])
-                    if row["first"]:
-                        twin.reset(r)
-                        firsts[r] += 1
+                    assert row["first"] == (r in pending)  # the graph saw first=True on the episode's first step
+                    pending.discard(r)
                 else:
                     assert row["status"] == "stale", row
             action = twin.step(obs)
@@ -141,7 +145,7 @@ def check_record(record, robot, model, n_firsts):
                 per_slot[r].append(row["command"])
     finally:
         twin.close()
-    assert firsts == n_firsts
+    assert restarts == n_restarts
     return per_slot
 
 
