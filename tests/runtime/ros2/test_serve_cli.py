@@ -1,0 +1,51 @@
+"""``lram serve``: the starter contract and one-line errors (the node itself runs in test_loopback.py)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("cyclonedds", reason="needs cyclonedds (pip install 'lram-deploy[ros2]')")
+
+from lram.cli.main import cli
+from lram.runtime.ros2.contract import load_contract
+from lram.runtime.ros2.starter import META_WORLD
+
+from .conftest import contract_dict
+
+
+@pytest.fixture(scope="module")
+def meta_world_model(tmp_path_factory, fake):
+    path = tmp_path_factory.mktemp("serve") / "mw.onnx"
+    return fake.write_fake_policy(path, fake.make_manifest(obs_dim=39, act_dim=4, low=-1.0, high=1.0))
+
+
+def test_write_contract_for_a_meta_world_policy_is_the_shipped_one(meta_world_model, tmp_path):
+    out = tmp_path / "c.yaml"
+    res = CliRunner().invoke(cli, ["serve", str(meta_world_model), "--write-contract", str(out)])
+    assert res.exit_code == 0, res.output
+    assert out.read_text() == META_WORLD.read_text()
+    res = CliRunner().invoke(cli, ["serve", str(meta_world_model), "--write-contract", str(out)])
+    assert res.exit_code == 1 and "not overwriting" in res.output
+
+
+def test_write_contract_for_another_policy_is_joint_space(joint_model, tmp_path, fake):
+    out = tmp_path / "c.yaml"
+    res = CliRunner().invoke(cli, ["serve", str(joint_model), "--write-contract", str(out)])
+    assert res.exit_code == 0, res.output
+    c = load_contract(out)
+    assert c.obs_size == 6 and c.observation[0].joints == tuple(f"joint_{i}" for i in range(1, 7))
+    assert c.action.low.tolist() == [-1.0] * 3
+
+
+def test_serve_errors_are_one_line(joint_model, meta_world_model, tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(contract_dict()))
+    res = CliRunner().invoke(cli, ["serve", str(meta_world_model), "--ros2", str(path)])
+    assert res.exit_code == 1 and "contract observation fills 6 values but the policy takes 39" in res.output
+    assert "Traceback" not in res.output and res.output.count("\n") == 1
+    res = CliRunner().invoke(cli, ["serve", str(joint_model), "--ros2", str(path), "--domain-id", "500"])
+    assert res.exit_code == 1 and "--domain-id must be in 0..232" in res.output
+    res = CliRunner().invoke(cli, ["serve", str(joint_model)])
+    assert res.exit_code == 2 and "exactly one of --ros2 CONTRACT or --write-contract" in res.output
