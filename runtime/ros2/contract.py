@@ -312,7 +312,7 @@ def extract(entry: ObsEntry, msg) -> np.ndarray:
     v = msg
     for p in entry.path:
         v = getattr(v, p)
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
+    if isinstance(v, (int, float, np.number)) and not isinstance(v, bool):
         out = np.array([float(v)])
     elif isinstance(v, (list, tuple)):
         out = np.asarray(v, dtype=np.float64)
