@@ -97,9 +97,15 @@ class PolicyNode:
         now = self.clock()
         self._restarted = []
         self._control()
+        reward = np.zeros(self.n, dtype=np.float32)
+        rw = self.contract.reward
         for r in range(self.n):
-            for name, msg in self.transport.take_inputs(r).items():
+            news = self.transport.take_inputs(r)
+            for name, msg in news.items():
                 self.latest[r][name], self.got_at[r][name] = msg, now
+            # a reward counts once, when it arrives (the Policy sums rewards into the return-to-go)
+            if rw is not None and rw.input in news:
+                reward[r] = ((extract(rw, news[rw.input]) - rw.offset) * rw.scale)[0]
         rcs = self.counters.robots
         active = [r for r in range(self.n) if rcs[r].enabled]
         self.counters.ticks += 1
@@ -107,7 +113,6 @@ class PolicyNode:
             self._status(now)
             return
         obs = np.full((self.n, self.contract.obs_size), np.nan, dtype=np.float32)
-        reward = np.zeros(self.n, dtype=np.float32)
         verdict = {}
         for r in active:
             got = self.got_at[r]
@@ -115,9 +120,6 @@ class PolicyNode:
                 verdict[r] = "stale"
                 continue
             obs[r] = self.builders[r].build(self.latest[r])
-            rw = self.contract.reward
-            if rw is not None and rw.input in self.latest[r]:
-                reward[r] = ((extract(rw, self.latest[r][rw.input]) - rw.offset) * rw.scale)[0]
         first = self.policy.slots.pending_first.copy()
         fresh = [r for r in active if r not in verdict]
         nobody = np.zeros(self.n, dtype=bool)

@@ -181,3 +181,28 @@ def test_missing_joint_is_rejected_and_stop_policy_disables(setup):
     node._status(clock.t, force=True)
     status = {kv.key: kv.value for kv in tr.status[0][-1].values}
     assert status["rejected"] == "1" and status["enabled"] == "false" and status["ticks"] == "4"
+
+
+def test_reward_topic_counts_each_reward_once(setup):
+    node, twin, tr, clock = setup(n=1)
+    c = node.contract
+    from lram.runtime.ros2.contract import parse_contract as parse
+
+    d = contract_dict(robots=["arm0"])
+    d["inputs"]["reward"] = {"topic": "reward", "type": "std_msgs/msg/Float64"}
+    d["reward"] = {"input": "reward", "field": "data", "scale": 2.0}
+    node = PolicyNode(node.policy, parse(d), tr, clock=clock, wall_ns=lambda: 0, infer_timeout=None)
+    assert c.reward is None and node.contract.reward is not None
+    tr.enable[0].append(True)
+    want = []
+    for k in range(12):
+        msg = joint_msg(k + 1, 0)
+        tr.inputs[0]["joints"] = msg
+        r = 0.0
+        if k in (3, 4, 8):
+            tr.inputs[0]["reward"] = m.Float64(1.5 + k)
+            r = 2.0 * (1.5 + k)
+        node.tick(k)
+        clock.t += 0.02
+        want.append(twin.step(expected_obs(msg)[None], prev_reward=np.float32(r))[0])
+    np.testing.assert_array_equal(np.array([x.data for x in tr.actions[0]]), command(np.stack(want)))
