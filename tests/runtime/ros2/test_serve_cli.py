@@ -49,3 +49,16 @@ def test_serve_errors_are_one_line(joint_model, meta_world_model, tmp_path):
     assert res.exit_code == 1 and "--domain-id must be in 0..232" in res.output
     res = CliRunner().invoke(cli, ["serve", str(joint_model)])
     assert res.exit_code == 2 and "exactly one of --ros2 CONTRACT or --write-contract" in res.output
+
+
+def test_missing_cyclonedds_names_the_ros2_extra():
+    import click
+
+    from lram.cli.main import _guard_imports
+
+    @click.command()
+    def needs():
+        raise ModuleNotFoundError("No module named 'cyclonedds'", name="cyclonedds")
+
+    res = CliRunner().invoke(_guard_imports(needs, "serve"), [])
+    assert res.exit_code == 1 and "lram-deploy[ros2]" in res.output and "Traceback" not in res.output
