@@ -54,8 +54,11 @@ class Clock:
 def setup(joint_model):
     made = []
 
-    def _make(n=2, **kw):
-        contract = parse_contract(contract_dict(robots=[f"arm{i}" for i in range(n)], **kw))
+    def _make(n=2, edit=None, **kw):
+        d = contract_dict(robots=[f"arm{i}" for i in range(n)], **kw)
+        if edit is not None:
+            edit(d)
+        contract = parse_contract(d)
         node_policy = Policy.load(joint_model, n_robots=n, backend="ort-cpu", threads=1)
         twin = Policy.load(joint_model, n_robots=n, backend="ort-cpu", threads=1)
         tr, clock = MemoryTransport(n), Clock()
@@ -184,15 +187,11 @@ def test_missing_joint_is_rejected_and_stop_policy_disables(setup):
 
 
 def test_reward_topic_counts_each_reward_once(setup):
-    node, twin, tr, clock = setup(n=1)
-    c = node.contract
-    from lram.runtime.ros2.contract import parse_contract as parse
+    def with_reward(d):
+        d["inputs"]["reward"] = {"topic": "reward", "type": "std_msgs/msg/Float64"}
+        d["reward"] = {"input": "reward", "field": "data", "scale": 2.0}
 
-    d = contract_dict(robots=["arm0"])
-    d["inputs"]["reward"] = {"topic": "reward", "type": "std_msgs/msg/Float64"}
-    d["reward"] = {"input": "reward", "field": "data", "scale": 2.0}
-    node = PolicyNode(node.policy, parse(d), tr, clock=clock, wall_ns=lambda: 0, infer_timeout=None)
-    assert c.reward is None and node.contract.reward is not None
+    node, twin, tr, clock = setup(n=1, edit=with_reward)
     tr.enable[0].append(True)
     want = []
     for k in range(12):
