@@ -59,7 +59,8 @@ def serve(model, contract_path, write_path, domain_id, backend, threads, infer_t
         raise click.ClickException("the manifest has no target_return: set target_return in the contract")
     timeout = "period" if infer_timeout_ms is None else (infer_timeout_ms / 1e3 if infer_timeout_ms > 0 else None)
     record = open(record_path, "a") if record_path else None
-    node = PolicyNode(policy, contract, DdsTransport(contract), record=record, infer_timeout=timeout)
+    transport = DdsTransport(contract)
+    node = PolicyNode(policy, contract, transport, record=record, infer_timeout=timeout)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: node.stop())
     for r, ns in enumerate(contract.robots):
@@ -71,6 +72,7 @@ def serve(model, contract_path, write_path, domain_id, backend, threads, infer_t
     try:
         counters = node.run(max_ticks=max_ticks)
     finally:
+        transport.close()
         if record is not None:
             record.close()
         policy.close()

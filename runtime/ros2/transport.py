@@ -102,3 +102,8 @@ class DdsTransport:
 
     def publish_status(self, r: int, msg) -> None:
         self.status[r].write(msg)
+
+    def close(self, flush_s: float = 0.5) -> None:
+        """Give the last status a moment to be acknowledged before the participant goes away."""
+        for w in self.status:
+            w.wait_for_acks(duration(seconds=flush_s))

@@ -89,8 +89,10 @@ class FakeRobot:
 
     def switch(self, r, on, proc, log):
         """Publish enable/disable until the commands start or stop (a volatile topic: the first may be lost)."""
+        quiet_s = 0.1 if on else 0.4  # "stopped" must outlast a stall of a loaded machine
+
         def flowing():
-            return self.count(r, time.monotonic() - 0.1) > 0
+            return self.count(r, time.monotonic() - quiet_s) > 0
         end = time.monotonic() + 20
         while flowing() != on and time.monotonic() < end:
             self.enable[r].write(m.Bool(on))
