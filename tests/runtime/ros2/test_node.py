@@ -205,3 +205,30 @@ def test_reward_topic_counts_each_reward_once(setup):
         clock.t += 0.02
         want.append(twin.step(expected_obs(msg)[None], prev_reward=np.float32(r))[0])
     np.testing.assert_array_equal(np.array([x.data for x in tr.actions[0]]), command(np.stack(want)))
+
+
+def test_run_on_the_real_clock_answers_a_stalled_backend_with_the_miss_policy(joint_model, helpers):
+    """``run``: absolute deadlines, the watchdog (one period), a stalled inference costs safe commands only."""
+    from lram.runtime.backends import make_backend
+    from lram.runtime.manifest import Manifest
+
+    class Always(MemoryTransport):
+        seq = 0
+
+        def take_inputs(self, r):
+            self.seq += 1
+            return {"joints": joint_msg(self.seq, r)}
+
+    inner = make_backend(joint_model, "ort-cpu", 1)
+    stalled = helpers.ScriptedBackend(inner, stall_on={3}, stall_s=0.2)
+    manifest = Manifest.from_json(inner.metadata["lram.manifest"])
+    policy = Policy(stalled, manifest, n_robots=1)
+    tr = Always(1)
+    node = PolicyNode(policy, parse_contract(contract_dict(robots=["arm0"], hz=50.0)), tr)
+    tr.enable[0].append(True)
+    counters = node.run(max_ticks=20, warmup=0)
+    rc = counters.robots[0]
+    assert counters.ticks == 20 and rc.ticks == 20 and len(tr.actions[0]) == 20
+    assert rc.timeout >= 1 and rc.ok + rc.timeout == 20 and rc.ok >= 5
+    assert tr.status[0][-1].message == "disabled"  # the last status says the node let go
+    policy.close()
