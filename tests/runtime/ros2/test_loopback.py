@@ -136,8 +136,8 @@ def check_record(record, robot, model, n_restarts):
                     np.testing.assert_array_equal(np.asarray(row["obs"], np.float32), obs[r])
                     assert row["first"] == (r in pending)  # the graph saw first=True on the episode's first step
                     pending.discard(r)
-                else:
-                    assert row["status"] == "stale", row
+                else:  # a loaded machine may also make an inference overrun its period ("timeout")
+                    assert row["status"] in ("stale", "timeout"), row
             action = twin.step(obs)
             for row in tick["robots"]:
                 r = row["slot"]
