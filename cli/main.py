@@ -25,7 +25,8 @@ COMMANDS = {
 # Third-party modules a command may need, and the extra that brings each: a robot installs only [runtime].
 EXTRA_OF = {"torch": "export", "xlstm": "export", "onnx": "export", "onnxscript": "export",
             "safetensors": "export", "yaml": "export", "gymnasium": "sim", "metaworld": "sim", "mujoco": "sim",
-            "onnxruntime": "runtime", "matplotlib": "runtime", "cyclonedds": "ros2", "rosbags": "ros2", "tensorrt": "tensorrt", "cuda": "tensorrt"}
+            "onnxruntime": "runtime", "matplotlib": "runtime", "tensorrt": "tensorrt", "cuda": "tensorrt",
+            "cyclonedds": "ros2", "rosbags": "ros2"}
 
 
 def _missing_dependency(command: str, module: str) -> click.ClickException:

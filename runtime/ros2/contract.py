@@ -10,6 +10,7 @@ Observation entries are filled in order; each yields a fixed number of values::
     {input: imu, field: angular_velocity}                 # Vector3 -> x, y, z; Quaternion -> x, y, z, w
     {input: cmd, field: linear.x}                         # one number
     {input: arr, field: data, index: [0, 3]}              # picks from a sequence
+    {input: lin_acc}                                      # no field: the whole message (a Vector3 topic)
     {value: [0.0, 0.0]}                                   # constants (padding a robot does not have)
     {previous: [0, 18]}                                   # slots 0..17 as they were one tick earlier
 
@@ -261,7 +262,10 @@ def _obs_entry(e, where, inputs, start) -> ObsEntry:
     name = _req(e, "input", str, where)
     if name not in inputs:
         raise ContractError(f"{where}.input {name!r} is not one of the inputs ({', '.join(inputs) or 'none'})")
-    path = tuple(_req(e, "field", str, where).split("."))
+    # no field: the whole message (a Vector3 or Point topic gives x, y, z)
+    path = tuple(_req(e, "field", str, where).split(".")) if e.get("field") is not None else ()
+    if e.get("joints") and not path:
+        raise ContractError(f"{where}: a JointState entry needs field: position, velocity or effort")
     msg_type = TYPES[inputs[name].type]
     joints = tuple(str(j) for j in e["joints"]) if e.get("joints") else None
     index = tuple(int(i) for i in e["index"]) if e.get("index") is not None else None
@@ -269,7 +273,7 @@ def _obs_entry(e, where, inputs, start) -> ObsEntry:
     try:
         probe = extract(entry, _probe_message(msg_type, path, joints, index))
     except (AttributeError, TypeError, ValueError):
-        raise ContractError(f"{where}: {inputs[name].type} has no numeric field {'.'.join(path)!r}") from None
+        raise ContractError(f"{where}: {inputs[name].type} has no numeric field {'.'.join(path) or '(whole message)'!r}") from None
     width = int(probe.size)
     if width == 0:
         raise ContractError(f"{where}: field {'.'.join(path)!r} is a sequence: say which values with joints: or index:")

@@ -53,16 +53,18 @@ def test_imu_twist_and_sequence_fields():
     d = contract_dict()
     d["inputs"] = {"imu": {"topic": "imu", "type": "sensor_msgs/msg/Imu"},
                    "cmd": {"topic": "cmd_vel", "type": "geometry_msgs/msg/Twist"},
-                   "arr": {"topic": "extra", "type": "std_msgs/msg/Float64MultiArray"}}
+                   "arr": {"topic": "extra", "type": "std_msgs/msg/Float64MultiArray"},
+                   "vec": {"topic": "lin_acc", "type": "geometry_msgs/msg/Vector3"}}
     d["observation"] = [{"input": "imu", "field": "angular_velocity"}, {"input": "imu", "field": "orientation"},
                         {"input": "cmd", "field": "linear.x", "offset": 1.0, "scale": 2.0},
-                        {"input": "arr", "field": "data", "index": [2, 0]}]
+                        {"input": "arr", "field": "data", "index": [2, 0]}, {"input": "vec"}]
     c = parse_contract(d)
-    assert [e.width for e in c.observation] == [3, 4, 1, 2]
+    assert [e.width for e in c.observation] == [3, 4, 1, 2, 3]
     row = ObservationBuilder(c).build({
         "imu": m.Imu(angular_velocity=m.Vector3(1, 2, 3), orientation=m.Quaternion(0.1, 0.2, 0.3, 0.9)),
-        "cmd": m.Twist(linear=m.Vector3(1.5, 0, 0)), "arr": m.Float64MultiArray(data=[7.0, 8.0])})
-    np.testing.assert_array_equal(row, [1, 2, 3, 0.1, 0.2, 0.3, 0.9, 1.0, np.nan, 7.0])  # index 2 absent: NaN
+        "cmd": m.Twist(linear=m.Vector3(1.5, 0, 0)), "arr": m.Float64MultiArray(data=[7.0, 8.0]),
+        "vec": m.Vector3(4, 5, 6)})
+    np.testing.assert_array_equal(row, [1, 2, 3, 0.1, 0.2, 0.3, 0.9, 1.0, np.nan, 7.0, 4, 5, 6])  # index 2 absent: NaN
 
 
 def test_joint_trajectory_command():
@@ -92,6 +94,7 @@ BROKEN = {
     "unknown type": (lambda d: d["inputs"]["joints"].update(type="sensor_msgs/msg/Image"), "is not supported"),
     "unknown input": (lambda d: d["observation"][0].update(input="imu"), "is not one of the inputs"),
     "no joints": (lambda d: d["observation"][0].pop("joints"), "say which values with joints: or index:"),
+    "no field": (lambda d: d["observation"][0].pop("field"), "a JointState entry needs field"),
     "bad field": (lambda d: d["observation"][0].update(field="torque"), "has no numeric field 'torque'"),
     "bad previous": (lambda d: d["observation"].insert(0, {"previous": [0, 3]}), "previous must be [start, stop]"),
     "scale width": (lambda d: d["observation"][1].update(scale=[1, 2, 3]), "scale has 3 values for a field of 2"),
