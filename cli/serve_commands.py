@@ -1,6 +1,8 @@
 """``lram serve``: run an exported policy as a ROS 2 node over DDS (needs the ``ros2`` extra, not ROS)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from lram.runtime.backends import BACKENDS
@@ -9,7 +11,8 @@ from lram.runtime.backends import BACKENDS
 @click.command(name="serve")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.option("--ros2", "contract_path", type=click.Path(dir_okay=False), default=None,
-              help="the ROS 2 contract (YAML/JSON): topics, joint names, observation layout, action scaling")
+              help="the ROS 2 contract (YAML/JSON): topics, joint names, observation layout, action scaling "
+                   "(default: MODEL's NAME.ros2.yaml beside it)")
 @click.option("--write-contract", "write_path", type=click.Path(dir_okay=False), default=None,
               help="write a starter contract for MODEL here and exit (the shipped one for Meta-World policies)")
 @click.option("--domain-id", type=int, default=None, help="override the contract's DDS domain (ROS_DOMAIN_ID)")
@@ -23,10 +26,15 @@ def serve(model, contract_path, write_path, domain_id, backend, threads, infer_t
     """Serve MODEL as a ROS 2 policy node: subscribe to the contract's inputs, publish its action topic at the
     control rate. Robots start disabled: publish std_msgs/Bool true on <ns>/<node>/enable."""
     from lram.runtime.manifest import ManifestError
-    from lram.runtime.ros2.contract import ContractError, load_contract
+    from lram.runtime.ros2.contract import ContractError, contract_beside, load_contract
 
-    if (contract_path is None) == (write_path is None):
-        raise click.UsageError("give exactly one of --ros2 CONTRACT or --write-contract PATH")
+    if contract_path is not None and write_path is not None:
+        raise click.UsageError("give either --ros2 CONTRACT or --write-contract PATH, not both")
+    if contract_path is None and write_path is None:
+        contract_path = contract_beside(model)
+        if contract_path is None:
+            raise click.UsageError(f"no contract: pass --ros2 CONTRACT or put {Path(model).stem}.ros2.yaml beside "
+                                   "the graph (--write-contract writes a starter)")
     if write_path is not None:
         from lram.runtime.ros2.starter import write_starter_contract
 

@@ -139,6 +139,16 @@ def dds_topic(namespace: str, name: str) -> str:
 
 
 # -- loading ----------------------------------------------------------------------------------------------
+def contract_beside(model_path: str | Path) -> Path | None:
+    """``policy.onnx`` -> ``policy.ros2.yaml`` (or ``.ros2.json``) beside it, if there is one."""
+    p = Path(model_path)
+    for suffix in (".ros2.yaml", ".ros2.yml", ".ros2.json"):
+        c = p.with_name(p.stem + suffix)
+        if c.is_file():
+            return c
+    return None
+
+
 def load_contract(path: str | Path) -> Contract:
     path = Path(path)
     if not path.is_file():

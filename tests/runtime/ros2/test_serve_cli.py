@@ -48,7 +48,24 @@ def test_serve_errors_are_one_line(joint_model, meta_world_model, tmp_path):
     res = CliRunner().invoke(cli, ["serve", str(joint_model), "--ros2", str(path), "--domain-id", "500"])
     assert res.exit_code == 1 and "--domain-id must be in 0..232" in res.output
     res = CliRunner().invoke(cli, ["serve", str(joint_model)])
-    assert res.exit_code == 2 and "exactly one of --ros2 CONTRACT or --write-contract" in res.output
+    assert res.exit_code == 2 and "no contract: pass --ros2 CONTRACT or put joints.ros2.yaml beside" in res.output
+    res = CliRunner().invoke(cli, ["serve", str(joint_model), "--ros2", str(path), "--write-contract", str(path)])
+    assert res.exit_code == 2 and "not both" in res.output
+
+
+def test_the_contract_beside_the_graph_is_found(meta_world_model, tmp_path):
+    from lram.runtime.ros2.contract import contract_beside
+
+    assert contract_beside(meta_world_model) is None
+    beside = meta_world_model.with_name("mw.ros2.yaml")
+    beside.write_text(META_WORLD.read_text())
+    try:
+        assert contract_beside(meta_world_model) == beside
+        # the command finds it: a domain that is out of range fails after loading it, before any DDS starts
+        res = CliRunner().invoke(cli, ["serve", str(meta_world_model), "--domain-id", "999"])
+        assert res.exit_code == 1 and "--domain-id must be in 0..232" in res.output
+    finally:
+        beside.unlink()
 
 
 def test_missing_cyclonedds_names_the_ros2_extra():
