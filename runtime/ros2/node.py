@@ -7,6 +7,9 @@ and it gets the miss policy's action, as does a robot whose observation the Poli
 when inference fails or overruns the period. A disabled robot is neither stepped nor commanded; enabling it
 starts a new episode (its history is gone), as does a message on its reset topic.
 
+Inputs are taken once per tick, so an input's age counts from the tick that took it: stale detection
+resolves to one control period, and a tick uses the newest message that arrived before it.
+
 The DDS side sits behind a small transport (``DdsTransport``) so the logic runs with a fake one in tests.
 """
 from __future__ import annotations
@@ -72,6 +75,7 @@ class PolicyNode:
         self._last_status = -np.inf
         self._watchdog = None
         self._restarted = []  # slots whose episode restarted this tick (enable or reset), for the record
+        self._episode_start = np.ones(self.n, dtype=bool)  # no accepted step yet in this episode (the graph gets first=True)
 
     # -- one tick -----------------------------------------------------------------------------------------
     def _control(self) -> None:
@@ -92,6 +96,7 @@ class PolicyNode:
         self.policy.reset(r)
         self.builders[r].reset()
         self._restarted.append(r)
+        self._episode_start[r] = True
 
     def tick(self, k: int) -> None:
         now = self.clock()
@@ -120,7 +125,7 @@ class PolicyNode:
                 verdict[r] = "stale"
                 continue
             obs[r] = self.builders[r].build(self.latest[r])
-        first = self.policy.slots.pending_first.copy()
+        first = self._episode_start.copy()
         fresh = [r for r in active if r not in verdict]
         nobody = np.zeros(self.n, dtype=bool)
         if fresh:
@@ -145,6 +150,7 @@ class PolicyNode:
             rc.ticks += 1
             if v == "ok":
                 rc.ok += 1
+                self._episode_start[r] = False
             else:
                 rc.misses += 1
                 setattr(rc, v, getattr(rc, v) + 1)
