@@ -79,3 +79,15 @@ def test_missing_cyclonedds_names_the_ros2_extra():
 
     res = CliRunner().invoke(_guard_imports(needs, "serve"), [])
     assert res.exit_code == 1 and "lram-deploy[ros2]" in res.output and "Traceback" not in res.output
+
+
+def test_the_core_runtime_and_cli_do_not_import_dds():
+    import subprocess
+    import sys
+
+    code = ("import sys, lram.runtime.policy, lram.runtime.control_loop, lram.cli.main; "
+            "from lram.cli.main import cli; cli.get_command(None, 'run'); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('cyclonedds', 'rosbags', 'yaml')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
