@@ -16,6 +16,7 @@ COMMANDS = {
     "verify": "lram.cli.verify_commands:verify_",
     "compile": "lram.cli.compile_commands:compile_",
     "run": "lram.cli.run_commands:run",
+    "serve": "lram.cli.serve_commands:serve",
     "bench": "lram.cli.bench_commands:bench",
     "calibrate": "lram.cli.calibrate_commands:calibrate",
 }
@@ -24,7 +25,8 @@ COMMANDS = {
 # Third-party modules a command may need, and the extra that brings each: a robot installs only [runtime].
 EXTRA_OF = {"torch": "export", "xlstm": "export", "onnx": "export", "onnxscript": "export",
             "safetensors": "export", "yaml": "export", "gymnasium": "sim", "metaworld": "sim", "mujoco": "sim",
-            "onnxruntime": "runtime", "matplotlib": "runtime", "tensorrt": "tensorrt", "cuda": "tensorrt"}
+            "onnxruntime": "runtime", "matplotlib": "runtime", "tensorrt": "tensorrt", "cuda": "tensorrt",
+            "cyclonedds": "ros2", "rosbags": "ros2"}
 
 
 def _missing_dependency(command: str, module: str) -> click.ClickException:
