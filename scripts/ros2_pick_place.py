@@ -14,7 +14,7 @@ import torch
 warnings.simplefilter("ignore"); torch.set_num_threads(1)
 from lram.export.onnx_export import export_onnx
 from lram.model.checkpoint import load_checkpoint
-from lram.runtime.gym_adapter import make_env, reset
+from lram.runtime.sim import make_sim
 from lram.runtime.policy import Policy
 from lram.runtime.ros2 import messages as m
 from lram.runtime.ros2.contract import parse_contract
@@ -49,20 +49,21 @@ def run(with_reward):
     tr, t = Memory(), [0.0]
     node = PolicyNode(Policy.load(graph, 1, backend="ort-cpu", threads=1), c, tr, clock=lambda: t[0], wall_ns=lambda: 0,
                       infer_timeout=None)
-    env, max_steps, _ = make_env("metaworld:pick-place-v3", seed=10_000)
+    env = make_sim("metaworld:pick-place-v3", seed=10_000)
     wins, k = 0, 0
     for ep in range(EPISODES):
-        obs, reward, success = reset(env, 10_000 + ep), 0.0, False
+        obs, reward, success = env.reset(10_000 + ep), 0.0, False
         tr.enable.append(True) if ep == 0 else None
         tr.resets += ep > 0
-        for step in range(max_steps):
+        for step in range(env.max_steps):
             tr.inputs = {"ee": pose(obs[0:3]), "object": pose(obs[4:7], obs[7:11]), "goal": pose(obs[36:39]),
                          "gripper": m.JointState(m.Header(), ["gripper_finger_joint"], [obs[3] * 0.1], [], []),
                          "reward": m.Float64(reward)}
             node.tick(k); k += 1; t[0] += c.period
             action = (np.asarray(tr.last.data) - c.action.offset) / c.action.scale
-            obs, reward, term, trunc, info = env.step(action.astype(np.float32))
-            if info.get("success"):
+            res = env.step(action.astype(np.float32))
+            obs, reward = res.obs, res.reward
+            if res.success:
                 success = True
                 break
         wins += success

@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..deadlines import Schedule
-from ..watchdog import BackendTimeout, Watchdog
 from .contract import Contract, extract
 from .mapping import ActionEncoder, ObservationBuilder
 
@@ -56,7 +55,7 @@ class PolicyNode:
         if policy.n != len(contract.robots):
             raise ValueError(f"the policy has {policy.n} slots but the contract names {len(contract.robots)} robots")
         self.policy, self.contract, self.transport = policy, contract, transport
-        policy.safe.policy = contract.miss_policy
+        policy.set_miss_policy(contract.miss_policy)
         self.clock, self.wall_ns = clock, wall_ns
         self.period = contract.period
         self.infer_timeout = self.period if infer_timeout == "period" else infer_timeout
@@ -73,7 +72,6 @@ class PolicyNode:
         self.record = record  # a text file: one JSON line per tick with a robot enabled (for tests and audits)
         self.stop_event = threading.Event()
         self._last_status = -np.inf
-        self._watchdog = None
         self._restarted = []  # slots whose episode restarted this tick (enable or reset), for the record
         self._episode_start = np.ones(self.n, dtype=bool)  # no accepted step yet in this episode (the graph gets first=True)
 
@@ -127,21 +125,13 @@ class PolicyNode:
             obs[r] = self.builders[r].build(self.latest[r])
         first = self._episode_start.copy()
         fresh = [r for r in active if r not in verdict]
-        nobody = np.zeros(self.n, dtype=bool)
         if fresh:
-            try:
-                res = self.policy.step_detailed(obs, None, reward, False, run=self._watchdog)
-                action = res.action
-                for r in fresh:
-                    verdict[r] = "ok" if res.ok[r] else "rejected"
-            except BackendTimeout:
-                action = self.policy.safe.fill(None, nobody)
-                verdict.update({r: "timeout" for r in fresh})
-            except Exception:  # a backend failure costs one safe action, not the robot
-                action = self.policy.safe.fill(None, nobody)
-                verdict.update({r: "backend_error" for r in fresh})
+            res = self.policy.step_detailed(obs, None, reward, False)
+            action = res.action
+            for r in fresh:  # a backend with no answer (timeout, error) costs one safe action, not the robot
+                verdict[r] = res.failure[0] if res.failure is not None else ("ok" if res.ok[r] else "rejected")
         else:
-            action = self.policy.safe.fill(None, nobody)
+            action = self.policy.miss_action()
         stamp = self.wall_ns()
         rows = []
         for r in active:
@@ -154,7 +144,7 @@ class PolicyNode:
             else:
                 rc.misses += 1
                 setattr(rc, v, getattr(rc, v) + 1)
-                if self.policy.safe.stops:  # "stop": the neutral command went out; wait to be enabled again
+                if self.policy.stops_on_miss:  # "stop": the neutral command went out; wait to be enabled again
                     rc.enabled = False
             if self.record is not None:
                 rows.append({"slot": r, "status": v, "first": bool(first[r]) and v == "ok",
@@ -176,7 +166,8 @@ class PolicyNode:
     def run(self, max_ticks: int | None = None, warmup: int = 10) -> NodeCounters:
         """Tick until ``stop()`` (or ``max_ticks``). Sleeps on the stop event, so a stop lands within one tick."""
         self.policy.warmup(warmup)
-        self._watchdog = Watchdog(self.policy.backend.run, self.infer_timeout) if self.infer_timeout else None
+        previous_timeout = self.policy.timeout_s
+        self.policy.set_timeout(self.infer_timeout)
         sched = Schedule(self.period, self.clock())
         k = 0
         try:
@@ -190,8 +181,7 @@ class PolicyNode:
                 k, skipped = sched.next_tick(k, self.clock())
                 self.counters.skipped_ticks += skipped
         finally:
-            if self._watchdog is not None:
-                self._watchdog.close()
+            self.policy.set_timeout(previous_timeout)
             for rc in self.counters.robots:
                 rc.enabled = False
             self._status(self.clock(), force=True)

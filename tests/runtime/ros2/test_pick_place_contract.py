@@ -14,7 +14,7 @@ pytest.importorskip("metaworld")
 
 from lram.export.onnx_export import export_onnx
 from lram.model.checkpoint import load_checkpoint
-from lram.runtime.gym_adapter import make_env, reset
+from lram.runtime.sim import make_sim
 from lram.runtime.policy import Policy
 from lram.runtime.ros2 import messages as m
 from lram.runtime.ros2.contract import load_contract
@@ -45,8 +45,8 @@ def test_shipped_contract_reproduces_meta_world_closed_loop(tmp_path):
     twin = Policy.load(graph, n_robots=1, backend="ort-cpu", threads=1)
     tr, clock = MemoryTransport(1), Clock()
     node = PolicyNode(node_policy, contract, tr, clock=clock, wall_ns=lambda: 0, infer_timeout=None)
-    env, _, _ = make_env("metaworld:pick-place-v3", seed=10_000)
-    obs = reset(env, 10_000)
+    env = make_sim("metaworld:pick-place-v3", seed=10_000)
+    obs = env.reset(10_000)
     a = contract.action
     tr.enable[0].append(True)
     try:
@@ -57,7 +57,7 @@ def test_shipped_contract_reproduces_meta_world_closed_loop(tmp_path):
             want = twin.step(obs[None].astype(np.float32))[0]
             got = np.asarray(tr.actions[0][-1].data)
             np.testing.assert_array_equal(got, np.clip(a.offset + a.scale * want.astype(np.float64), a.low, a.high))
-            obs, *_ = env.step(want)
+            obs = env.step(want).obs
         assert node.counters.robots[0].ok == 60
     finally:
         env.close()
