@@ -6,12 +6,26 @@ import pytest
 from lram.kernels import gpu_check as gc
 
 
-def test_dry_run_writes_report(tmp_path):
-    assert gc.main(["--out", str(tmp_path), "--dry-run"]) == 0
+def test_dry_run_end_to_end(tmp_path, aot_dir):
+    """The interpreter kernels against the reference, the AOT artifacts' parameter lists against the launch
+    argument lists, and a fused step of a small preset against the same step with reference cells."""
+    kdir, r = aot_dir
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert gc.main(["--out", str(tmp_path), "--dry-run", "--kernel-dir", str(kdir)]) == 0
     rep = json.loads((tmp_path / "gpu_check.json").read_text())
-    assert rep["gpu"].startswith("no GPU") and rep["pass"] is True
+    assert rep["gpu"].startswith("no GPU") and rep["pass"] is True and "timing" not in rep
     assert rep["reference_self_check"]["pass"]
-    assert all(v < gc.TOL for v in rep["reference_self_check"]["fp32_vs_fp64_max_rel_err"].values())
+    errs = rep["correctness"]["interpreter"]["max_rel_err"]
+    assert len(errs) == 2 * (len(gc.DRY_MLSTM_CASES) + len(gc.DRY_SLSTM_CASES))
+    assert all(0 < v < gc.TOL for v in errs.values())  # 0 would mean a vacuous case
+    assert len(rep["artifacts"]["abi"]) == 6 and all(v["pass"] for v in rep["artifacts"]["abi"].values())
+    assert 0 < rep["fused_step_vs_reference_cells"]["max_rel_err"] < 1e-4
+
+
+def test_abi_check_catches_a_scratch_parameter():
+    meta = {"kernel": "mlstm_step", "params": ["u64"] * 9 + ["u32"] * 4 + ["u64"] * 4}
+    assert gc.abi_check({"m": meta})["m"]["pass"]
+    assert not gc.abi_check({"m": dict(meta, params=meta["params"] + ["u64"])})["m"]["pass"]
 
 
 def test_requires_out():
