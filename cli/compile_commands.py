@@ -15,11 +15,28 @@ import click
               help="largest batch (robots) the engine accepts")
 @click.option("--opt-batch", type=click.IntRange(min=1), default=None, help="batch to tune for (default: max)")
 @click.option("--check", is_flag=True,
-              help="only parse + build with TensorRT for RTX (works without a GPU); writes nothing")
+              help="only parse + build with TensorRT for RTX on this machine (no GPU needed); writes nothing. "
+                   "Proves NVIDIA's ONNX parser takes the standard-op graph and a builder builds it; proves nothing "
+                   "about plugin graphs, Jetson / Hopper / Thor tactics, numerics or latency (see above)")
 @click.option("--workspace-mb", type=click.IntRange(min=1), default=None, help="builder workspace limit")
 @click.option("-v", "--verbose", is_flag=True, help="TensorRT verbose log")
 def compile_(model, output, plugins, max_batch, opt_batch, check, workspace_mb, verbose):
-    """Compile the step graph MODEL.onnx into a TensorRT engine (+ its manifest)."""
+    """Compile the step graph MODEL.onnx into a TensorRT engine (+ its manifest).
+
+    A TensorRT engine is built on the GPU it will run on (TensorRT >= 10.9 for --plugins).
+
+    \b
+    What --check proves (TensorRT for RTX, CPU only):
+      - NVIDIA's ONNX parser accepts every node of a standard-op graph;
+      - a builder builds an engine from it (for RTX-class GPUs; not written).
+    What it does not prove:
+      - plugin-flavour graphs: TensorRT for RTX has no Python plugins (refused);
+      - anything on sm_87 / sm_90 / Thor (not RTX targets), TensorRT's tactics there,
+        numerics or latency.
+    The plugins' kernels are checked separately without a GPU: in the Triton interpreter
+    against the NumPy reference, and compiled to PTX + cubins for sm_87 / sm_90 / sm_110
+    (python -m lram.kernels.build); python -m lram.kernels.gpu_check runs them on a GPU.
+    """
     from lram.export import tensorrt_build as tb
     from lram.runtime.manifest import ManifestError
 
