@@ -109,10 +109,13 @@ def kernel_artifact(kernel: str) -> dict:
 
 
 def _const(expr):
+    """The int value of a dimension, None when symbolic. tensorrt.plugin's ShapeExpr has the property
+    is_constant and the METHOD constant_value()."""
     if isinstance(expr, int):
         return expr
     if getattr(expr, "is_constant", False):
-        return int(expr.constant_value)
+        value = expr.constant_value
+        return int(value() if callable(value) else value)
     return None
 
 
