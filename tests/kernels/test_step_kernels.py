@@ -121,7 +121,7 @@ def test_chained_steps_with_resets():
         wy, *swnew = ref.slstm_cell_step(wx, valid, *(sw[x] for x in "hcnm"), sk_["R"], sk_["b"], dtype=np.float64)
         worst = max(worst, ki.compare([y, *snew], [wy, *swnew]))
         ss, sw = dict(zip("hcnm", snew)), dict(zip("hcnm", swnew))
-    assert worst < 1e-4, worst  # float32 chain against a float64 one over 100 steps
+    assert worst < ki.TOL, worst  # float32 chain against a float64 one over 100 steps (1.6e-6 measured)
 
 
 # ---- mutation: the checks above must catch a wrong kernel ------------------------------------------------
