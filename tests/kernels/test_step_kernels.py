@@ -1,6 +1,6 @@
 """The Triton step kernels on the CPU (Triton interpreter) against the NumPy reference (float64).
 
-Shapes: batch 1, 3 and 16; head sizes of every preset (mLSTM DH 32 to 640, sLSTM 16 to 320) with the big
+Shapes: batch 1, 3 and 16; the mLSTM head sizes of every preset (32 to 640) and sLSTM heads 16 to 320, the big
 ones restricted to a few column strips (the strips are independent by construction, the strip index maths is
 covered in full at the small sizes); invalid (skipped) tokens in some rows; forget-gate pre-activations of
 -40; trained weights of the shipped policy; 100 chained environment steps with episode resets. A mutated
@@ -36,6 +36,7 @@ def slstm_err(inp, sk=None):
     (1, 3, 1, 256, 2),      # 16M
     (1, 3, 1, 640, 1),      # 206M (the largest head): every row chunk, one strip
     (2, 1, 1, 384, 1),      # 48M, T = 1
+    (1, 3, 1, 512, 1),      # 110M
 ])
 def test_mlstm_matches_reference(B, T, NH, DH, strips):
     inp = ref.random_mlstm_inputs(B, T, NH, DH, seed=B + DH, valid_first=[0] + [1] * (B - 1))
