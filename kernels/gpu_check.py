@@ -269,8 +269,8 @@ class AotCells:
     def _launch(self, kernel, geo, tensors_in, tensors_out):
         stream = self.cp.cuda.ExternalStream(self.torch.cuda.current_stream().cuda_stream)
         args = (*map(_ptr, tensors_in), *(np.int32(int(a)) for a in geo["args"]), *map(_ptr, tensors_out))
-        self.fns[kernel](tuple(int(g) for g in geo["grid"]), geo["block"], args, shared_mem=geo["shared_mem"],
-                         stream=stream)
+        with stream:  # RawKernel launches on CuPy's current stream: make it torch's (also during graph capture)
+            self.fns[kernel](tuple(int(g) for g in geo["grid"]), geo["block"], args, shared_mem=geo["shared_mem"])
 
     def mlstm(self, q, k, v, ig, fg, valid, C, n, m, h, C2, n2, m2):
         geo = self.tp.mlstm_launch(tuple(q.shape), self.metas["mlstm_step"])
