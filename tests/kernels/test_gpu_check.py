@@ -64,3 +64,43 @@ def test_preset_sizes_match_xlstm_parameter_count():
     n = sum(prm.numel() for prm in xLSTMBlockStack(cfg).parameters())
     assert gc.preset_sizes(p)["weights_floats"] == n
     assert gc.preset_sizes(p)["ffn"] == 704 and gc.preset_sizes(p)["DH"] == 256
+
+
+def test_aot_cells_marshal_the_plugin_launch(monkeypatch):
+    """The GPU path's launch, with CuPy and the CUDA stream faked: module file, entry point, grid / block /
+    shared memory from the plugins' geometry, and 9 + 4 + 4 arguments (pointers, int32, pointers)."""
+    import contextlib
+    import types
+
+    import numpy as np
+    import torch
+
+    calls = []
+
+    class Fn:
+        def __call__(self, grid, block, args, shared_mem=0):
+            calls.append((grid, block, args, shared_mem))
+
+    loaded = []
+    cp = types.SimpleNamespace(
+        RawModule=lambda path: types.SimpleNamespace(get_function=lambda e: loaded.append((path, e)) or Fn()),
+        cuda=types.SimpleNamespace(ExternalStream=lambda h: contextlib.nullcontext()))
+    fake_torch = types.SimpleNamespace(cuda=types.SimpleNamespace(current_stream=lambda: types.SimpleNamespace(cuda_stream=0)))
+    metas = {"mlstm_step": dict(entry="lram_mlstm_step_f32", shared=256, num_warps=4),
+             "slstm_step": dict(entry="lram_slstm_step_f32", shared=512, num_warps=4)}
+    cells = gc.AotCells(cp, fake_torch, {"mlstm_step": "m.ptx", "slstm_step": "s.cubin"}, metas)
+    assert sorted(loaded) == [("m.ptx", "lram_mlstm_step_f32"), ("s.cubin", "lram_slstm_step_f32")]
+    B, T, NH, DH = 5, 3, 2, 40
+    z = lambda *s: torch.zeros(*s)  # noqa: E731
+    ins = [z(B, T, NH, DH)] * 3 + [z(B, T, NH)] * 2 + [z(B, T), z(B, NH, DH, DH), z(B, NH, DH, 1), z(B, NH, 1, 1)]
+    cells.mlstm(*ins, z(B, T, NH, DH), z(B, NH, DH, DH), z(B, NH, DH, 1), z(B, NH, 1, 1))
+    grid, block, args, shared = calls[-1]
+    assert grid == (3, B * NH, 1) and block == (128, 1, 1) and shared == 256
+    assert [type(a) for a in args] == [np.uint64] * 9 + [np.int32] * 4 + [np.uint64] * 4
+    assert [int(a) for a in args[9:13]] == [B, T, NH, DH] and int(args[0]) == ins[0].data_ptr()
+    H = NH * 16
+    cells.slstm(z(B, T, 4 * H), z(B, T), *[z(B, H)] * 4, z(NH, 64, 16), z(4 * H), z(B, T, H), *[z(B, H)] * 4)
+    grid, block, args, shared = calls[-1]
+    assert grid == (NH, 2, 1) and shared == 512
+    assert [type(a) for a in args] == [np.uint64] * 8 + [np.int32] * 4 + [np.uint64] * 5
+    assert [int(a) for a in args[8:12]] == [B, T, NH, 16]
