@@ -11,6 +11,8 @@ import click
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="engine path (default: MODEL with suffix .engine)")
 @click.option("--plugins", is_flag=True, help="register the lram fused-cell plugins (TensorRT >= 10.9)")
+@click.option("--kernel-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="prebuilt plugin kernels (python -m lram.kernels.build --out DIR); default: compiled now with Triton")
 @click.option("--max-batch", type=click.IntRange(min=1), default=1, show_default=True,
               help="largest batch (robots) the engine accepts")
 @click.option("--opt-batch", type=click.IntRange(min=1), default=None, help="batch to tune for (default: max)")
@@ -20,7 +22,7 @@ import click
                    "about plugin graphs, Jetson / Hopper / Thor tactics, numerics or latency (see above)")
 @click.option("--workspace-mb", type=click.IntRange(min=1), default=None, help="builder workspace limit")
 @click.option("-v", "--verbose", is_flag=True, help="TensorRT verbose log")
-def compile_(model, output, plugins, max_batch, opt_batch, check, workspace_mb, verbose):
+def compile_(model, output, plugins, kernel_dir, max_batch, opt_batch, check, workspace_mb, verbose):
     """Compile the step graph MODEL.onnx into a TensorRT engine (+ its manifest).
 
     A TensorRT engine is built on the GPU it will run on (TensorRT >= 10.9 for --plugins).
@@ -39,6 +41,11 @@ def compile_(model, output, plugins, max_batch, opt_batch, check, workspace_mb, 
     """
     from lram.export import tensorrt_build as tb
     from lram.runtime.manifest import ManifestError
+
+    if kernel_dir:
+        import os
+
+        os.environ["LRAM_KERNEL_DIR"] = str(kernel_dir)  # read by the plugins' aot_impl during the build
 
     try:
         if check:
