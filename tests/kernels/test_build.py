@@ -74,3 +74,28 @@ def test_clear_errors():
     assert kb.resolve_arch("thor") == kb.resolve_arch("sm_110a") == kb.resolve_arch("101") == "110"
     with pytest.raises(kb.BuildError, match="TRITON_INTERPRET=1 is set"):  # this test process interprets
         kb.compile_kernel("mlstm_step", "87")
+
+
+def _system_ptxas():
+    import shutil
+    from pathlib import Path
+
+    for c in (shutil.which("ptxas"), "/usr/local/cuda/bin/ptxas"):
+        if c and Path(c).is_file():
+            return c
+    return None
+
+
+@pytest.mark.skipif(_system_ptxas() is None, reason="no CUDA toolkit ptxas besides Triton's")
+def test_ptx_assembles_with_the_toolkit_ptxas(aot_dir):
+    """The shipped PTX through an independent (older) ptxas, e.g. CUDA 13.0's = JetPack 7.0's: stands in for
+    the driver JIT of an older platform, which must accept the PTX ISA versions the build chose."""
+    import subprocess
+
+    out, r = aot_dir
+    assert r.returncode == 0
+    for kernel in N_PARAMS:
+        for arch, sm in SM.items():
+            p = subprocess.run([_system_ptxas(), f"--gpu-name={sm}", str(out / f"{kernel}.sm_{arch}.ptx"), "-o",
+                                str(out / f"check.{kernel}.{arch}.cubin")], capture_output=True, text=True)
+            assert p.returncode == 0, p.stderr
