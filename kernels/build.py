@@ -68,7 +68,7 @@ def _import_triton():
         from triton.backends.compiler import GPUTarget
         from triton.compiler import ASTSource
     except ImportError:
-        raise BuildError("Triton is not installed: pip install 'lram-deploy[kernels]' (or: pip install triton)") from None
+        raise BuildError("Triton is not installed: pip install 'lram-deploy[kernels]'") from None
     from triton import knobs
 
     if knobs.runtime.interpret:
@@ -183,7 +183,8 @@ def compile_kernel(kernel: str, arch="87") -> Artifact:
     version = re.search(r"\.version\s+([\d.]+)", ptx).group(1)
     resources = {**ptxas_figures, "cuobjdump": usage, "dynamic_shared": md.shared, "num_warps": md.num_warps,
                  "threads": md.num_warps * 32}
-    return Artifact(kernel, entry, a, sm, version, ptx, cubin, md.num_warps, md.shared, [t for t, _ in params], resources)
+    return Artifact(kernel, entry, a, sm, version, ptx, cubin, md.num_warps, md.shared, [t for t, _ in params],
+                    resources)
 
 
 def spills(art: Artifact) -> list[str]:

@@ -179,8 +179,8 @@ class FusedStep:
                 ig, fg = gates[..., : self.NH].contiguous(), gates[..., self.NH:].contiguous()
                 h = t.empty(B, 3, self.NH, self.DH, device=self.device)
                 si, so = blk["st"][p], blk["st"][1 - p]
-                self.cells.mlstm(q.reshape(B, 3, self.NH, self.DH).contiguous(), k.reshape(B, 3, self.NH, self.DH).contiguous(),
-                                 v.reshape(B, 3, self.NH, self.DH).contiguous(), ig, fg, self.valid, *si, h, *so)
+                heads = lambda a: a.reshape(B, 3, self.NH, self.DH).contiguous()  # noqa: E731
+                self.cells.mlstm(heads(q), heads(k), heads(v), ig, fg, self.valid, *si, h, *so)
                 hn = self._norm(h.reshape(B, 3, self.I), blk["outnorm"], groups=self.NH)
                 y = (hn + blk["skip"] * xc) * t.nn.functional.silu(z)
                 x = x + y @ blk["down"].t()
@@ -461,10 +461,12 @@ def run_gpu(args, report: dict, out: Path) -> bool:
         cells = AotCells(cp, torch, files, {k: metas[f"{k}.sm_{arch}"] for k in KERNELS})
         corr = correctness(torch, cells, "cuda", MLSTM_CASES, SLSTM_CASES, args.seed)
         torch.cuda.synchronize()
-        report["correctness"][flav] = {"max_rel_err": corr, "tolerance": TOL, "pass": all(v <= TOL for v in corr.values())}
+        report["correctness"][flav] = {"max_rel_err": corr, "tolerance": TOL,
+                                       "pass": all(v <= TOL for v in corr.values())}
         ok &= report["correctness"][flav]["pass"]
     best = list(flavours)[-1]  # the cubin for this GPU when there is one
-    cells = AotCells(cp, torch, flavours[best], {k: metas[f"{k}.sm_{'87' if best.startswith('ptx') else cc}"] for k in KERNELS})
+    arch = "87" if best.startswith("ptx") else cc
+    cells = AotCells(cp, torch, flavours[best], {k: metas[f"{k}.sm_{arch}"] for k in KERNELS})
     bw = measure_bandwidth(torch)
     report["bandwidth_GBps"] = bw / 1e9
     report["timing"] = {"kernels": best}
@@ -527,7 +529,8 @@ def main(argv=None) -> int:
     t0 = time.time()
     report = {"host": platform.node(), "python": sys.version.split()[0], "preset": "16M", **{"sizes": preset_sizes()}}
     ref_errs = reference_checks(args.seed)
-    report["reference_self_check"] = {"fp32_vs_fp64_max_rel_err": ref_errs, "pass": all(v <= TOL for v in ref_errs.values())}
+    report["reference_self_check"] = {"fp32_vs_fp64_max_rel_err": ref_errs,
+                                      "pass": all(v <= TOL for v in ref_errs.values())}
     rc_ok = report["reference_self_check"]["pass"]
     try:
         rc_ok &= (run_dry if args.dry_run else run_gpu)(args, report, out)

@@ -60,14 +60,13 @@ import triton.language as tl
 T_MAX = 4  # tokens per launch (3 per environment step); tokens t >= T are masked off
 MLSTM_BK, MLSTM_BV, MLSTM_WARPS = 64, 16, 4
 SLSTM_BB, SLSTM_BU, SLSTM_BD, SLSTM_WARPS = 4, 32, 16, 4
-EPS = 1e-6
 
 
 @triton.jit
 def lram_mlstm_step_f32(q, k, v, igate, fgate, valid, C_in, n_in, m_in,
-               B, T, NH, DH,
-               h, C_out, n_out, m_out,
-               BK: tl.constexpr, BV: tl.constexpr, TMAX: tl.constexpr):
+                        B, T, NH, DH,
+                        h, C_out, n_out, m_out,
+                        BK: tl.constexpr, BV: tl.constexpr, TMAX: tl.constexpr):
     pid_v = tl.program_id(0)
     bh = tl.program_id(1).to(tl.int64)  # b * NH + head
     b = bh // NH
@@ -122,7 +121,7 @@ def lram_mlstm_step_f32(q, k, v, igate, fgate, valid, C_in, n_in, m_in,
         tl.store(n_out + bh * DH + rows, nv, mask=rows < n_lim)
 
     for t in tl.static_range(TMAX):
-        den = tl.maximum(tl.abs(tl.sum(tl.where(trow == t, qn, 0.0), axis=0)), tl.exp(-m_t[t])) + 1e-6
+        den = tl.maximum(tl.abs(tl.sum(tl.where(trow == t, qn, 0.0), axis=0)), tl.exp(-m_t[t])) + 1e-6  # reference.EPS
         ht = tl.sum(tl.where(trow[:, None] == t, num, 0.0), axis=0) / den
         tl.store(h + ((b * T + t) * NH + hd) * DH + cols, ht, mask=cols < tl.where(t < T, DH, 0))
     tl.store(m_out + bh, m, mask=writer)
@@ -130,9 +129,9 @@ def lram_mlstm_step_f32(q, k, v, igate, fgate, valid, C_in, n_in, m_in,
 
 @triton.jit
 def lram_slstm_step_f32(wx, valid, h_in, c_in, n_in, m_in, R, bias,
-               B, T, NH, DH,
-               y, h_out, c_out, n_out, m_out,
-               BB: tl.constexpr, BU: tl.constexpr, BD: tl.constexpr):
+                        B, T, NH, DH,
+                        y, h_out, c_out, n_out, m_out,
+                        BB: tl.constexpr, BU: tl.constexpr, BD: tl.constexpr):
     hd = tl.program_id(0).to(tl.int64)
     brow = tl.program_id(1) * BB + tl.arange(0, BB).to(tl.int64)
     bmask = brow < B
@@ -179,7 +178,8 @@ def lram_slstm_step_f32(wx, valid, h_in, c_in, n_in, m_in, R, bias,
             so = brow[:, None] * H + hd * DH + u[None, :]
             um_in = bmask[:, None] & (u < lim_in)[None, :]
             um_out = bmask[:, None] & (u < lim_out)[None, :]
-            h_old = tl.load(h_in + so, mask=um_in, other=0.0) + tl.load(y + yprev[:, None] + u[None, :], mask=um_out, other=0.0)
+            h_old = tl.load(h_in + so, mask=um_in, other=0.0) \
+                + tl.load(y + yprev[:, None] + u[None, :], mask=um_out, other=0.0)
             c_old = tl.load(c_in + so, mask=um_in, other=0.0) + tl.load(c_out + so, mask=um_out, other=0.0)
             n_old = tl.load(n_in + so, mask=um_in, other=0.0) + tl.load(n_out + so, mask=um_out, other=0.0)
             m_old = tl.load(m_in + so, mask=um_in, other=0.0) + tl.load(m_out + so, mask=um_out, other=0.0)
@@ -212,8 +212,10 @@ SLSTM_OUTPUTS = ("y", "h_out", "c_out", "n_out", "m_out")
 SCALARS = ("B", "T", "NH", "DH")
 
 KERNELS = {  # name -> (jit function, inputs, outputs, constexprs, num_warps)
-    "mlstm_step": (lram_mlstm_step_f32, MLSTM_INPUTS, MLSTM_OUTPUTS, dict(BK=MLSTM_BK, BV=MLSTM_BV, TMAX=T_MAX), MLSTM_WARPS),
-    "slstm_step": (lram_slstm_step_f32, SLSTM_INPUTS, SLSTM_OUTPUTS, dict(BB=SLSTM_BB, BU=SLSTM_BU, BD=SLSTM_BD), SLSTM_WARPS),
+    "mlstm_step": (lram_mlstm_step_f32, MLSTM_INPUTS, MLSTM_OUTPUTS, dict(BK=MLSTM_BK, BV=MLSTM_BV, TMAX=T_MAX),
+                   MLSTM_WARPS),
+    "slstm_step": (lram_slstm_step_f32, SLSTM_INPUTS, SLSTM_OUTPUTS, dict(BB=SLSTM_BB, BU=SLSTM_BU, BD=SLSTM_BD),
+                   SLSTM_WARPS),
 }
 
 

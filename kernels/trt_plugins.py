@@ -136,7 +136,7 @@ def mlstm_launch(q_shape, art: dict) -> dict:
     B, T, NH, DH = q_shape
     _tokens(T)
     if _const(NH) is None or _const(DH) is None:
-        raise PluginError("the mLSTM head count and head dim must be static in the graph (only the batch may be dynamic)")
+        raise PluginError("the mLSTM head count and head dim must be static in the graph (only the batch is dynamic)")
     return dict(grid=(_cdiv(DH, MLSTM_BV), B * NH, 1), block=(32 * art["num_warps"], 1, 1), shared_mem=art["shared"],
                 args=(B, T, NH, DH))
 
@@ -147,7 +147,7 @@ def slstm_launch(wx_shape, R_shape, art: dict) -> dict:
     NH, _, DH = R_shape
     _tokens(T)
     if _const(NH) is None or _const(DH) is None:
-        raise PluginError("the sLSTM head count and head dim must be static in the graph (only the batch may be dynamic)")
+        raise PluginError("the sLSTM head count and head dim must be static in the graph (only the batch is dynamic)")
     return dict(grid=(NH, _cdiv(B, SLSTM_BB), 1), block=(32 * art["num_warps"], 1, 1), shared_mem=art["shared"],
                 args=(B, T, NH, DH))
 

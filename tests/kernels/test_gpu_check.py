@@ -85,7 +85,8 @@ def test_aot_cells_marshal_the_plugin_launch(monkeypatch):
     cp = types.SimpleNamespace(
         RawModule=lambda path: types.SimpleNamespace(get_function=lambda e: loaded.append((path, e)) or Fn()),
         cuda=types.SimpleNamespace(ExternalStream=lambda h: contextlib.nullcontext()))
-    fake_torch = types.SimpleNamespace(cuda=types.SimpleNamespace(current_stream=lambda: types.SimpleNamespace(cuda_stream=0)))
+    stream = types.SimpleNamespace(cuda_stream=0)
+    fake_torch = types.SimpleNamespace(cuda=types.SimpleNamespace(current_stream=lambda: stream))
     metas = {"mlstm_step": dict(entry="lram_mlstm_step_f32", shared=256, num_warps=4),
              "slstm_step": dict(entry="lram_slstm_step_f32", shared=512, num_warps=4)}
     cells = gc.AotCells(cp, fake_torch, {"mlstm_step": "m.ptx", "slstm_step": "s.cubin"}, metas)

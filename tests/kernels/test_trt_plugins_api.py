@@ -116,7 +116,8 @@ def _check_aot_return(trtp, ret):
     assert isinstance(name, (str, bytes)) and isinstance(ptx, (str, bytes))
     assert isinstance(lp, trtp.KernelLaunchParams) and isinstance(extra, trtp.SymExprs)
     assert all(isinstance(a, trtp.SymInt32) for a in extra)
-    dims = {f: getattr(lp, f)().expr.v for f in ("grid_x", "grid_y", "grid_z", "block_x", "block_y", "block_z", "shared_mem")}
+    fields = ("grid_x", "grid_y", "grid_z", "block_x", "block_y", "block_z", "shared_mem")
+    dims = {f: getattr(lp, f)().expr.v for f in fields}
     return name, ptx, dims, [a().expr.v for a in extra]
 
 
@@ -134,8 +135,8 @@ def test_definitions_with_the_real_plugin_api(trtp, aot_dir, monkeypatch):
     trtp._tensor.SymIntExpr._exprBuilder = ExprBuilder()  # what TensorRT sets while it asks for launch params
     try:
         B = "batch"
-        m = [_desc(trtp, B, 3, 4, 256)] * 3 + [_desc(trtp, B, 3, 4)] * 2 + [_desc(trtp, B, 3), _desc(trtp, B, 4, 256, 256),
-                                                                           _desc(trtp, B, 4, 256, 1), _desc(trtp, B, 4, 1, 1)]
+        m = [_desc(trtp, B, 3, 4, 256)] * 3 + [_desc(trtp, B, 3, 4)] * 2 + [_desc(trtp, B, 3)]
+        m += [_desc(trtp, B, 4, 256, 256), _desc(trtp, B, 4, 256, 1), _desc(trtp, B, 4, 1, 1)]
         outs = fns["mlstm_desc"](*m)
         assert len(outs) == 4 and all(isinstance(o, trtp.TensorDesc) for o in outs)
         name, ptx, dims, extra = _check_aot_return(trtp, fns["mlstm_aot"](*m, outs, 0))
