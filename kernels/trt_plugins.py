@@ -104,7 +104,9 @@ def kernel_artifact(kernel: str) -> dict:
     try:
         art = build.compile_kernel(kernel, arch)
     except build.BuildError as e:
-        raise PluginError(f"cannot compile the {kernel} kernel for the plugin: {e}") from None
+        raise PluginError(f"cannot compile the {kernel} kernel for the plugin ({e}). Or build the PTX on any machine "
+                          "with Triton, python -m lram.kernels.build --out DIR, and pass lram compile --kernel-dir DIR "
+                          "(or set LRAM_KERNEL_DIR)") from None
     return dict(entry=art.entry, ptx=art.ptx, shared=art.shared, num_warps=art.num_warps)
 
 

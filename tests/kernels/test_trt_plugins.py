@@ -127,6 +127,12 @@ def test_plugin_constants_mirror_the_kernels():
         assert fn.__name__ == spec["entry"] and (len(ins), len(outs)) == (spec["n_in"], spec["n_out"])
 
 
+def test_no_compiler_names_the_prebuilt_route(monkeypatch):
+    monkeypatch.delenv("LRAM_KERNEL_DIR", raising=False)  # this process interprets: Triton cannot compile here
+    with pytest.raises(tp.PluginError, match="--kernel-dir DIR"):
+        tp.kernel_artifact("slstm_step")
+
+
 def test_missing_prebuilt_kernel_dir_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("LRAM_KERNEL_DIR", str(tmp_path))
     with pytest.raises(tp.PluginError, match="python -m lram.kernels.build"):
