@@ -3,7 +3,7 @@
 ``mlstm_cell_plugin`` / ``slstm_cell_plugin`` have the signatures and return values of
 ``cells.mlstm_cell`` / ``cells.slstm_cell``. In PyTorch they compute exactly what those compute (they call
 them); exported with the legacy (TorchScript) exporter, each becomes a single node in domain "lram" whose
-inputs and outputs follow the kernels' launch contract (kernels/lram_kernels.cuh), matched by the TensorRT
+inputs and outputs follow the kernels' launch contract (kernels/step_kernels.py), matched by the TensorRT
 AOT plugins of kernels/trt_plugins.py:
 
     MLSTMCellStep(q, k, v [B,T,NH,DH], igate, fgate [B,T,NH], valid [B,T], C, n, m) -> h [B,T,NH,DH], C', n', m'

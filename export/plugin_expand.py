@@ -2,7 +2,7 @@
 
 ``expand_plugin_nodes(model)`` adds ONNX model-local functions (FunctionProto, domain "lram") that implement
 ``MLSTMCellStep`` / ``SLSTMCellStep`` with standard ONNX ops; ONNX Runtime inlines them, TensorRT's parser
-never sees them (it is handed the unexpanded graph). Semantics are the kernels' (kernels/lram_kernels.cuh,
+never sees them (it is handed the unexpanded graph). Semantics are the kernels' (kernels/step_kernels.py,
 kernels/reference.py): valid[b, t] == 0 skips token t and passes the state through unchanged; any T, any B.
 
 * mLSTM: the chunkwise-parallel form of export/cells.py's ``mlstm_chunk`` (same stabiliser

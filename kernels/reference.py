@@ -1,6 +1,6 @@
-"""NumPy reference of the fused step kernels (mlstm_step.cu, slstm_step.cu).
+"""NumPy reference of the fused step kernels (kernels/step_kernels.py, Triton).
 
-Same math, same layouts, same argument order as the CUDA entry points (see lram_kernels.cuh), vectorised
+Same math, same layouts, same argument order as the kernels (launch contract in step_kernels.py), vectorised
 over the batch so ONNX Runtime can use it for the plugin flavour's custom nodes. No torch.
 Computation runs in ``dtype`` (float32 by default; pass float64 for a high-precision reference).
 """

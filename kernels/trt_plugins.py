@@ -7,14 +7,25 @@
         inputs  wx [B,T,4H], valid [B,T], h, c, n, m [B,H], R [NH,4DH,DH], b [4H]
         outputs y [B,T,H], h', c', n', m'
 
-All fp32, linear format. ``aot_impl`` returns the PTX of kernels/*.cu, the entry point name and the launch
-parameters, so a built engine needs neither Python nor this module at run time. The ONNX node must carry
-the attributes plugin_namespace="lram" and aot=1 (TensorRT's ONNX parser then takes the AOT
+All fp32, linear format. ``aot_impl`` returns the entry point name and PTX of the Triton kernels
+(kernels/step_kernels.py, compiled ahead of time by kernels/build.py), the launch parameters (grid, Triton's
+num_warps x 32 threads, Triton's dynamic shared memory) and the int32 scalars B, T, NH, DH as symbolic
+expressions, so a built engine needs neither Python nor Triton at run time. TensorRT launches an AOT plugin
+kernel with (input pointers..., extra int32 args..., output pointers...): exactly the kernels' signature
+once build.py has removed the two scratch-pointer parameters Triton appends (unused by these kernels).
+
+The PTX: ``$LRAM_KERNEL_DIR/<kernel>.sm_<arch>.ptx`` (+ resources.json) when shipped prebuilt by
+``python -m lram.kernels.build --out DIR``, else compiled now with Triton. ``<arch>`` is $LRAM_PLUGIN_ARCH,
+default 87: sm_87 PTX is JIT-compiled by the driver on Orin, Hopper and Thor alike.
+
+The ONNX node must carry plugin_namespace="lram" and aot=1 (TensorRT's ONNX parser then takes the AOT
 implementation). TensorRT is imported only by ``register()``; importing this module never needs it.
-Head dims (DH) and NH must be static in the graph; batch B may be dynamic.
+Batch B may be dynamic; T <= 4 tokens per launch.
 """
 # No "from __future__ import annotations": tensorrt.plugin reads the real annotation objects.
+import json
 import os
+from pathlib import Path
 from typing import List, Tuple, Union
 
 NAMESPACE = "lram"
@@ -25,7 +36,8 @@ OPS = {
     "SLSTMCellStep": dict(kernel="slstm_step", entry="lram_slstm_step_f32", n_in=8, n_out=5),
 }
 MIN_TRT = (10, 9)
-MLSTM_TILE, MLSTM_MAX_DH, SLSTM_THREADS = 32, 640, 256  # mirror lram_kernels.cuh
+T_MAX = 4  # = step_kernels.T_MAX (not imported: that would import triton)
+MLSTM_BV, SLSTM_BB = 16, 4  # = step_kernels.MLSTM_BV, SLSTM_BB; tests/kernels/test_trt_plugins.py checks
 
 
 class PluginError(RuntimeError):
@@ -74,40 +86,72 @@ def _const(expr, what: str) -> int:
     raise PluginError(f"{what} must be a static dimension in the graph (only the batch may be dynamic)")
 
 
-def _ptx(kernel: str) -> str:
-    """PTX for the plugin: $LRAM_KERNEL_PTX_DIR/<kernel>.sm_XX.ptx if shipped prebuilt, else nvcc now.
-
-    Compiled for the oldest target (sm_87 unless LRAM_PLUGIN_ARCH says otherwise): PTX is forward
-    compatible and the driver JIT-compiles it for the GPU at hand.
-    """
-    from pathlib import Path
-
+def kernel_artifact(kernel: str) -> dict:
+    """{'entry', 'ptx', 'shared', 'num_warps'} of one step kernel for the plugin's target (see module doc)."""
+    arch = os.environ.get("LRAM_PLUGIN_ARCH", "87").removeprefix("sm_").rstrip("a")
+    d = os.environ.get("LRAM_KERNEL_DIR")
+    if d:
+        ptx_path, res_path = Path(d) / f"{kernel}.sm_{arch}.ptx", Path(d) / "resources.json"
+        if not (ptx_path.exists() and res_path.exists()):
+            raise PluginError(f"LRAM_KERNEL_DIR={d} lacks {ptx_path.name} or resources.json: build them with "
+                              f"python -m lram.kernels.build --out {d} --arch {arch}")
+        meta = json.loads(res_path.read_text())["kernels"].get(f"{kernel}.sm_{arch}")
+        if meta is None:
+            raise PluginError(f"{res_path} has no entry for {kernel}.sm_{arch}")
+        return dict(entry=meta["entry"], ptx=ptx_path.read_text(), shared=meta["shared"], num_warps=meta["num_warps"])
     from . import build
 
-    arch = os.environ.get("LRAM_PLUGIN_ARCH", "87")
-    d = os.environ.get("LRAM_KERNEL_PTX_DIR")
-    if d and (Path(d) / f"{kernel}.sm_{arch}.ptx").exists():
-        return (Path(d) / f"{kernel}.sm_{arch}.ptx").read_text()
-    return build.ptx_for(kernel, arch)
+    try:
+        art = build.compile_kernel(kernel, arch)
+    except build.BuildError as e:
+        raise PluginError(f"cannot compile the {kernel} kernel for the plugin ({e}). Or build the PTX on any machine "
+                          "with Triton, python -m lram.kernels.build --out DIR, and pass lram compile --kernel-dir DIR "
+                          "(or set LRAM_KERNEL_DIR)") from None
+    return dict(entry=art.entry, ptx=art.ptx, shared=art.shared, num_warps=art.num_warps)
 
 
-def mlstm_launch(q_shape) -> dict:
-    """Launch geometry of lram_mlstm_step_f32 from q's shape (B may be symbolic)."""
+def _const(expr):
+    """The int value of a dimension, None when symbolic. tensorrt.plugin's ShapeExpr has the property
+    is_constant and the METHOD constant_value()."""
+    if isinstance(expr, int):
+        return expr
+    if getattr(expr, "is_constant", False):
+        value = expr.constant_value
+        return int(value() if callable(value) else value)
+    return None
+
+
+def _cdiv(a, b: int):
+    c = _const(a)
+    return -(-c // b) if c is not None else (a + (b - 1)) // b  # TensorRT's symbolic dims have + and //
+
+
+def _tokens(T) -> None:
+    t = _const(T)
+    if t is not None and not 1 <= t <= T_MAX:
+        raise PluginError(f"the lram step kernels take 1 to {T_MAX} tokens per launch, the graph has T = {t}")
+
+
+def mlstm_launch(q_shape, art: dict) -> dict:
+    """Launch geometry of lram_mlstm_step_f32 from q's shape (B may be symbolic): one program per 16 value
+    columns of each (batch row, head)."""
     B, T, NH, DH = q_shape
-    dh = _const(DH, "mLSTM head dim")
-    if dh > MLSTM_MAX_DH:
-        raise PluginError(f"mLSTM head dim {dh} exceeds the kernel's maximum {MLSTM_MAX_DH}")
-    ny = (dh + 31) // 32
-    return dict(grid=((dh + MLSTM_TILE - 1) // MLSTM_TILE, B * NH, 1), block=(32, ny, 1),
-                shared_mem=(3 * dh + 32 * ny + 32 + 8) * 4, args=(B, T, NH, DH))
+    _tokens(T)
+    if _const(NH) is None or _const(DH) is None:
+        raise PluginError("the mLSTM head count and head dim must be static in the graph (only the batch is dynamic)")
+    return dict(grid=(_cdiv(DH, MLSTM_BV), B * NH, 1), block=(32 * art["num_warps"], 1, 1), shared_mem=art["shared"],
+                args=(B, T, NH, DH))
 
 
-def slstm_launch(wx_shape, R_shape) -> dict:
+def slstm_launch(wx_shape, R_shape, art: dict) -> dict:
+    """Launch geometry of lram_slstm_step_f32: one program per head and 4 batch rows."""
     B, T, _ = wx_shape
     NH, _, DH = R_shape
-    dh = _const(DH, "sLSTM head dim")
-    _const(NH, "sLSTM head count")
-    return dict(grid=(B * NH, 1, 1), block=(SLSTM_THREADS, 1, 1), shared_mem=8 * dh * 4, args=(B, T, NH, DH))
+    _tokens(T)
+    if _const(NH) is None or _const(DH) is None:
+        raise PluginError("the sLSTM head count and head dim must be static in the graph (only the batch is dynamic)")
+    return dict(grid=(NH, _cdiv(B, SLSTM_BB), 1), block=(32 * art["num_warps"], 1, 1), shared_mem=art["shared"],
+                args=(B, T, NH, DH))
 
 
 _registered = False
@@ -174,8 +218,9 @@ def _define(trtp):
 
     @trtp.aot_impl(f"{NAMESPACE}::MLSTMCellStep")
     def mlstm_aot(q: TD, k: TD, v: TD, igate: TD, fgate: TD, valid: TD, C: TD, n: TD, m: TD, outputs: Tuple[TD], tactic: int) -> AOT:
-        geo = mlstm_launch(tuple(q.shape_expr))
-        return OPS["MLSTMCellStep"]["entry"], _ptx("mlstm_step"), launch_params(geo), sym_args(geo["args"])
+        art = kernel_artifact("mlstm_step")
+        geo = mlstm_launch(tuple(q.shape_expr), art)
+        return art["entry"], art["ptx"], launch_params(geo), sym_args(geo["args"])
 
     # ---- sLSTM -----------------------------------------------------------------------------------
     @trtp.register(f"{NAMESPACE}::SLSTMCellStep")
@@ -190,8 +235,9 @@ def _define(trtp):
 
     @trtp.aot_impl(f"{NAMESPACE}::SLSTMCellStep")
     def slstm_aot(wx: TD, valid: TD, h: TD, c: TD, n: TD, m: TD, R: TD, b: TD, outputs: Tuple[TD], tactic: int) -> AOT:
-        geo = slstm_launch(tuple(wx.shape_expr), tuple(R.shape_expr))
-        return OPS["SLSTMCellStep"]["entry"], _ptx("slstm_step"), launch_params(geo), sym_args(geo["args"])
+        art = kernel_artifact("slstm_step")
+        geo = slstm_launch(tuple(wx.shape_expr), tuple(R.shape_expr), art)
+        return art["entry"], art["ptx"], launch_params(geo), sym_args(geo["args"])
 
     return dict(mlstm_desc=mlstm_desc, mlstm_aot=mlstm_aot, slstm_desc=slstm_desc, slstm_aot=slstm_aot,
                 mlstm_autotune=mlstm_autotune, slstm_autotune=slstm_autotune)

@@ -89,3 +89,4 @@ def test_lram_cli_maps_compile():
 
     r = CliRunner().invoke(cli, ["compile", "--help"])
     assert r.exit_code == 0 and "--max-batch" in r.output and "--check" in r.output
+    assert "What --check proves" in r.output and "What it does not prove" in r.output and "plugin" in r.output

@@ -1,15 +1,18 @@
 """The TensorRT AOT plugin module: importable without TensorRT, clear errors, and its definitions driven by a
 stand-in for tensorrt.plugin (the real one needs TensorRT >= 10.9, not installable here)."""
 import importlib.util
+import json
 import py_compile
-import re
 import sys
 import types
 
 import pytest
 
 from lram.kernels import build as kb
+from lram.kernels import interpret
 from lram.kernels import trt_plugins as tp
+
+sk = interpret.kernels()
 
 
 def test_module_compiles_and_imports_without_tensorrt():
@@ -54,8 +57,10 @@ class _Sym:
     is_constant = property(lambda self: isinstance(self.v, int))
     constant_value = property(lambda self: self.v)
 
-    def __mul__(self, o):
-        return _Sym(("mul", self.v, o.v if isinstance(o, _Sym) else o))
+    def _op(name):
+        return lambda self, o: _Sym((name, self.v, o.v if isinstance(o, _Sym) else o))
+
+    __mul__, __add__, __floordiv__ = _op("mul"), _op("add"), _op("floordiv")
 
 
 class _Desc:
@@ -76,15 +81,14 @@ def _fake_trtp():
     return m, reg
 
 
-def test_definitions_with_stand_in(tmp_path, monkeypatch):
-    try:
-        kb.find_nvcc()
-    except kb.NvccNotFound:
-        pytest.skip("nvcc not installed: the AOT impl compiles PTX")
-    monkeypatch.setenv("LRAM_KERNEL_CACHE", str(tmp_path))
+def test_definitions_with_stand_in(aot_dir, monkeypatch):
+    out, r = aot_dir
+    assert r.returncode == 0, r.stderr[-2000:]
+    monkeypatch.setenv("LRAM_KERNEL_DIR", str(out))
     trtp, reg = _fake_trtp()
     tp._define(trtp)
     assert {k[1] for k in reg} == {"lram::MLSTMCellStep", "lram::SLSTMCellStep"}
+    res = json.loads((out / "resources.json").read_text())["kernels"]
 
     B = _Sym("batch")
     q = _Desc([B, 3, 4, 256])
@@ -93,8 +97,10 @@ def test_definitions_with_stand_in(tmp_path, monkeypatch):
     outs = reg[("register", "lram::MLSTMCellStep")](*mdescs)
     assert [o.shape_expr for o in outs] == [q.shape_expr] + [d.shape_expr for d in mdescs[6:]]
     name, ptx, lp, args = reg[("aot_impl", "lram::MLSTMCellStep")](*mdescs, outs, 0)
-    assert name == "lram_mlstm_step_f32" and re.search(rf"\.entry\s+{name}\s*\(", ptx)
-    assert (lp.grid_x, lp.block_x, lp.block_y) == (8, 32, 8) and lp.shared_mem > 0
+    assert name == "lram_mlstm_step_f32" and ptx == (out / "mlstm_step.sm_87.ptx").read_text()
+    assert kb.entry_params(ptx)[0] == name and len(kb.entry_params(ptx)[1]) == 9 + len(args) + 4
+    assert lp.grid_x == 256 // sk.MLSTM_BV and lp.grid_y.v == ("mul", "batch", 4)
+    assert lp.block_x == 32 * sk.MLSTM_WARPS and lp.shared_mem == res["mlstm_step.sm_87"]["shared"]
     assert args[0] is B and args[1:] == (3, 4, 256)
 
     H = 512
@@ -102,10 +108,32 @@ def test_definitions_with_stand_in(tmp_path, monkeypatch):
     outs = reg[("register", "lram::SLSTMCellStep")](*sdescs)
     assert outs[0].shape_expr == [B, 3, H]
     name, ptx, lp, args = reg[("aot_impl", "lram::SLSTMCellStep")](*sdescs, outs, 0)
-    assert name == "lram_slstm_step_f32" and re.search(rf"\.entry\s+{name}\s*\(", ptx)
-    assert lp.block_x == 256 and lp.shared_mem == 8 * 128 * 4 and args[2:] == (4, 128)
+    assert name == "lram_slstm_step_f32" and len(kb.entry_params(ptx)[1]) == 8 + len(args) + 5
+    assert lp.grid_x == 4 and lp.grid_y.v == ("floordiv", ("add", "batch", sk.SLSTM_BB - 1), sk.SLSTM_BB)
+    assert lp.block_x == 32 * sk.SLSTM_WARPS and lp.shared_mem == res["slstm_step.sm_87"]["shared"]
+    assert args[2:] == (4, 128)
 
+    art = dict(num_warps=4, shared=0)
     with pytest.raises(tp.PluginError, match="static"):
-        tp.mlstm_launch((B, 3, 4, _Sym("dyn")))
-    with pytest.raises(tp.PluginError, match="exceeds"):
-        tp.mlstm_launch((1, 3, 4, 1024))
+        tp.mlstm_launch((B, 3, 4, _Sym("dyn")), art)
+    with pytest.raises(tp.PluginError, match="1 to 4 tokens"):
+        tp.mlstm_launch((1, 5, 4, 64), art)
+
+
+def test_plugin_constants_mirror_the_kernels():
+    assert (tp.T_MAX, tp.MLSTM_BV, tp.SLSTM_BB) == (sk.T_MAX, sk.MLSTM_BV, sk.SLSTM_BB)
+    for op, spec in tp.OPS.items():
+        fn, ins, outs, _, _ = sk.KERNELS[spec["kernel"]]
+        assert fn.__name__ == spec["entry"] and (len(ins), len(outs)) == (spec["n_in"], spec["n_out"])
+
+
+def test_no_compiler_names_the_prebuilt_route(monkeypatch):
+    monkeypatch.delenv("LRAM_KERNEL_DIR", raising=False)  # this process interprets: Triton cannot compile here
+    with pytest.raises(tp.PluginError, match="--kernel-dir DIR"):
+        tp.kernel_artifact("slstm_step")
+
+
+def test_missing_prebuilt_kernel_dir_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("LRAM_KERNEL_DIR", str(tmp_path))
+    with pytest.raises(tp.PluginError, match="python -m lram.kernels.build"):
+        tp.kernel_artifact("mlstm_step")
