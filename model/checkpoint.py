@@ -13,6 +13,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .config import ConfigError, LRAMConfig, TaskSpec, config_hash
+from .index_files import read_index
 from .lram import LRAM
 
 FORMAT = "lram-checkpoint"
@@ -75,14 +76,9 @@ def read_checkpoint_meta(path: str | Path) -> dict:
             "a reference-code model.zip is loaded with --env DOMAIN:TASK [--hydra-config RUN_DIR] (load_reference_zip)"
         )
     cfg = path / CONFIG_FILE
-    if not cfg.exists():
-        raise CheckpointError(f"checkpoint {path} has no {CONFIG_FILE}: the model config is needed to rebuild the model")
-    try:
-        meta = json.loads(cfg.read_text())
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{cfg} is not valid JSON: {e}") from None
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{cfg} is not an lram checkpoint config (format={meta.get('format')!r})")
+    meta = read_index(cfg, FORMAT, CheckpointError,
+                      f"checkpoint {path} has no {CONFIG_FILE}: the model config is needed to rebuild the model",
+                      "lram checkpoint config")
     if meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{cfg} has format_version {meta.get('format_version')!r}; this version reads {FORMAT_VERSION}")
     return meta

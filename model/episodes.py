@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .index_files import read_index
+
 DATASET_FILE = "dataset.json"
 DATASET_FORMAT = "lram-episodes"
 
@@ -85,16 +87,9 @@ def read_dataset_meta(folder: str | Path) -> dict:
     folder = Path(folder)
     if not folder.is_dir():
         raise EpisodeError(f"episode folder {folder} does not exist")
-    f = folder / DATASET_FILE
-    if not f.exists():
-        raise EpisodeError(f"{folder} is not an episode folder (no {DATASET_FILE}; make one with 'lram collect')")
-    try:
-        meta = json.loads(f.read_text())
-    except json.JSONDecodeError as e:
-        raise EpisodeError(f"{f} is not valid JSON: {e}") from None
-    if meta.get("format") != DATASET_FORMAT:
-        raise EpisodeError(f"{f} is not an lram episode index (format={meta.get('format')!r})")
-    return meta
+    return read_index(folder / DATASET_FILE, DATASET_FORMAT, EpisodeError,
+                      f"{folder} is not an episode folder (no {DATASET_FILE}; make one with 'lram collect')",
+                      "lram episode index")
 
 
 def load_episodes(folder: str | Path) -> tuple[list[Episode], dict]:

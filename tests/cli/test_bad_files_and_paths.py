@@ -33,11 +33,7 @@ def _fake():
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    fake = _fake()
-    path = tmp_path_factory.mktemp("cli") / "pendulum.onnx"
-    return fake.write_fake_policy(path, fake.make_manifest(obs_dim=3, act_dim=1, low=-2.0, high=2.0,
-                                                           obs_low=[-1.0, -1.0, -8.0], obs_high=[1.0, 1.0, 8.0],
-                                                           target_return=0.0))
+    return _fake().write_pendulum_policy(tmp_path_factory.mktemp("cli") / "pendulum.onnx")
 
 
 @pytest.fixture

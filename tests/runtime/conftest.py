@@ -31,10 +31,7 @@ def fake():
 @pytest.fixture(scope="session")
 def pendulum_model(tmp_path_factory, fake):
     """3-dim obs, 1-dim action in [-2, 2]: fits gym Pendulum-v1."""
-    path = tmp_path_factory.mktemp("models") / "pendulum.onnx"
-    return fake.write_fake_policy(path, fake.make_manifest(obs_dim=3, act_dim=1, low=-2.0, high=2.0,
-                                                           obs_low=[-1.0, -1.0, -8.0], obs_high=[1.0, 1.0, 8.0],
-                                                           target_return=0.0))
+    return fake.write_pendulum_policy(tmp_path_factory.mktemp("models") / "pendulum.onnx")
 
 
 @pytest.fixture

@@ -151,3 +151,9 @@ def write_fake_policy(path, manifest: Manifest | None = None, seed: int = 0, sid
     if sidecar:
         sidecar_path(path).write_text(manifest.to_json())
     return path
+
+
+def write_pendulum_policy(path):
+    """3-dim obs, 1-dim action in [-2, 2]: fits gym Pendulum-v1."""
+    return write_fake_policy(path, make_manifest(obs_dim=3, act_dim=1, low=-2.0, high=2.0, obs_low=[-1.0, -1.0, -8.0],
+                                                 obs_high=[1.0, 1.0, 8.0], target_return=0.0))

@@ -152,19 +152,24 @@ def test_warmup_runs_before_first_tick_without_touching_state(make_policy, helpe
     assert p.backend.calls == 5 + 7 + 3 and rep.warmup["steps"] == 7
 
 
-def test_keyboard_interrupt_still_reports(make_policy, helpers, tmp_path):
-    clock = helpers.FakeClock()
-    p = make_policy(n=1)
+def _sensor_raising(helpers, exc, at):
+    """Valid readings until call ``at``, which raises ``exc``."""
     inner = _sensor(helpers)
     count = {"n": 0}
 
     def sense():
         count["n"] += 1
-        if count["n"] == 6:
-            raise KeyboardInterrupt
+        if count["n"] >= at:
+            raise exc
         return inner()
 
-    loop, _ = _loop(p, clock, sense)
+    return sense
+
+
+def test_keyboard_interrupt_still_reports(make_policy, helpers, tmp_path):
+    clock = helpers.FakeClock()
+    p = make_policy(n=1)
+    loop, _ = _loop(p, clock, _sensor_raising(helpers, KeyboardInterrupt, 6))
     rep = loop.run(max_steps=100)
     assert rep.stop_reason == "interrupted" and rep.ticks == 5
     d = json.loads(rep.write_json(tmp_path / "r.json").read_text())
@@ -174,16 +179,7 @@ def test_keyboard_interrupt_still_reports(make_policy, helpers, tmp_path):
 def test_sensor_end(make_policy, helpers):
     clock = helpers.FakeClock()
     p = make_policy(n=1)
-    inner = _sensor(helpers)
-    count = {"n": 0}
-
-    def sense():
-        count["n"] += 1
-        if count["n"] > 4:
-            raise StopLoop
-        return inner()
-
-    rep = _loop(p, clock, sense)[0].run()
+    rep = _loop(p, clock, _sensor_raising(helpers, StopLoop, 5))[0].run()
     assert rep.stop_reason == "sensor_end" and rep.ticks == 4
 
 
