@@ -1,0 +1,244 @@
+"""The two gates of ``lram bench ARTIFACT``: a baseline (ratios + machine-bound absolute figures) and a budget
+(hard absolute limits for a dedicated target). The comparison itself is ``bench/gate.py``'s ``check``.
+
+Baseline (``--write-baseline B.json``; ``--check B.json``)::
+
+    {"schema": "lram-bench-baseline/1", "kind": "artifact",
+     "artifact": {"name", "sha256", "backend", "flavour", "precision", ...}, "against": {...} | null,
+     "machine": {"cpu", "cores", "arch", "gpu", "onnxruntime", "tensorrt", ...},
+     "config": {"batches", "positions", "seconds", "hz", "margin", ...},
+     "baseline_runs": K, "runs": n, "z": 4.0, "tolerance": <largest entry tolerance>,
+     "ratios":   {"b1@100.step_over_floor": {"value", "better", "tolerance", "noise"}, ...},
+     "absolute": {"b1@100.p99_ms": {"value", "better", "tolerance", "noise"}, ...}}   (absent with --ratios-only)
+
+Ratios (step / memory floor, artifact / reference artifact) are compared on any machine; ``absolute``
+figures only on the machine named in ``machine`` (``bench/machine.py`` says what identity is): checking a
+baseline with absolute figures elsewhere is refused unless ``--ratios-only`` is given.
+
+How tolerance and the number of runs come from the measured noise: the baseline is written from K >= 2
+runs (default 3) of the same measurement (the state advance is done once). For each gated figure the
+run-to-run noise is sigma = std(log value over the K runs). A check that takes the median of n runs compares
+two noisy medians, whose log difference has a spread of about sigma x sqrt(1/n + 1/K); the figure's tolerance
+is exp(z x that) - 1 with z = 4 (a false alarm needs a 4-sigma excursion: the noise on a shared machine has
+heavy tails and K is small), and at least MIN_TOLERANCE. n is the smallest count up to MAX_CHECK_RUNS for which
+every gated figure's tolerance is <= TARGET_TOLERANCE (the smallest slow-down the gate is meant to catch);
+when even MAX_CHECK_RUNS does not get there, the baseline keeps the larger tolerances and says so. The check
+reads n from the baseline. ``--tolerance T`` replaces the derived tolerances with T (and n with --runs).
+
+Budget (``NAME.budget.json`` beside ``NAME.onnx`` / ``NAME.engine``, or ``--budget FILE``)::
+
+    {"schema": "lram-latency-budget/1",
+     "machine": {"cpu": "...", "cores": 8, "arch": "x86_64", "gpu": null},   (optional: the target it is for)
+     "hz": 50,
+     "budgets": [{"figure": "p99_ms", "batch": 4, "max_period_fraction": 0.6},
+                 {"figure": "p50_ms", "batch": 1, "position": 1000, "max_ms": 2.0}]}
+
+Each budget is one figure (p50_ms, p95_ms, p99_ms, max_ms, jitter_ms) at one batch size (every measured
+position, or the one named), with a limit in ms or as a fraction of the period 1 / hz. A budget that names a
+machine is refused on another one.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from . import gate
+from .artifact import ABSOLUTE, cell
+from .machine import describe, differences
+
+BUDGET_SCHEMA = "lram-latency-budget/1"
+Z = 4.0
+MIN_TOLERANCE = 0.10
+TARGET_TOLERANCE = 0.25
+MAX_CHECK_RUNS = 5
+BUDGET_FIGURES = ("p50_ms", "p95_ms", "p99_ms", "max_ms", "jitter_ms")
+
+
+class Refused(gate.GateError):
+    """A comparison that would be meaningless (absolute numbers from another machine)."""
+
+
+# ---- the gated values of a report --------------------------------------------------------------------------
+def _values(cells: dict, absolute: bool) -> dict:
+    out = {}
+    for c, f in cells.items():
+        for r, v in f["ratios"].items():
+            out[f"{c}.{r}"] = v
+        if absolute:
+            for k in ABSOLUTE:
+                out[f"{c}.{k}"] = f[k]
+    return out
+
+
+def current_values(report: dict) -> dict:
+    return _values(report["figures"], True)
+
+
+def noise_plan(per_run: list, baseline_runs: int) -> tuple[int, dict, dict]:
+    """(check runs n, {key: tolerance}, {key: sigma}) from the per-run values (see the module doc)."""
+    keys = per_run[0].keys()
+    sigma = {k: float(np.std(np.log([r[k] for r in per_run]), ddof=1)) for k in keys}
+
+    def tol(s, n):
+        return max(MIN_TOLERANCE, math.expm1(Z * s * math.sqrt(1 / n + 1 / baseline_runs)))
+
+    for n in range(1, MAX_CHECK_RUNS + 1):
+        tols = {k: tol(s, n) for k, s in sigma.items()}
+        if max(tols.values()) <= TARGET_TOLERANCE:
+            break
+    return n, tols, sigma
+
+
+def make_baseline(report: dict, tolerance: float | None = None, ratios_only: bool = False) -> dict:
+    runs = [_values(r["cells"], not ratios_only) for r in report["runs"]]
+    K = len(runs)
+    if tolerance is None:
+        if K < 2:
+            raise gate.GateError("a baseline needs at least 2 runs to measure its noise (--runs 3), "
+                                 "or a fixed --tolerance")
+        n, tols, sigma = noise_plan(runs, K)
+    else:
+        n, tols, sigma = report["config"]["runs"], {k: tolerance for k in runs[0]}, {}
+    values = _values(report["figures"], not ratios_only)
+    sections = {"ratios": {}, "absolute": {}}
+    for k, v in sorted(values.items()):
+        entry = {"value": float(v), "better": "lower", "tolerance": round(tols[k], 4)}
+        if k in sigma:
+            entry["noise"] = round(sigma[k], 5)
+        sections["absolute" if k.rsplit(".", 1)[1] in ABSOLUTE else "ratios"][k] = entry
+    cfg = {k: report["config"][k] for k in ("batches", "positions", "backend", "threads", "warmup", "seconds",
+                                             "min_rounds", "hz", "margin", "floor")}
+    out = {"schema": gate.BASELINE_SCHEMA, "kind": "artifact", "artifact": report["artifact"],
+           "against": report["against"], "machine": report["machine"], "config": cfg, "started": report["started"],
+           "baseline_runs": K, "runs": n, "z": Z, "tolerance": max(tols.values()), "ratios": sections["ratios"]}
+    if not ratios_only:
+        out["absolute"] = sections["absolute"]
+    if tolerance is None and max(tols.values()) > TARGET_TOLERANCE:
+        worst = max(tols, key=tols.get)
+        out["note"] = (f"this machine is too noisy for a {TARGET_TOLERANCE:.0%} gate even with {n} runs: "
+                       f"{worst} needs {tols[worst]:.0%}")
+    return out
+
+
+def load_baseline(path: str | Path) -> dict:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise gate.GateError(f"cannot read the baseline {path}: {e}") from None
+    if not isinstance(data, dict) or data.get("kind") != "artifact":
+        raise gate.GateError(f"{path} is not an artifact baseline (written by 'lram bench ARTIFACT --write-baseline'); "
+                             "a preset baseline is checked by 'lram bench --check' without an artifact")
+    for name in ("ratios", "absolute"):
+        if data.get(name):
+            gate.validate_baseline(_section(data, name))
+    if not data.get("ratios") and not data.get("absolute"):
+        raise gate.GateError(f"{path} holds no figures to check")
+    return data
+
+
+def _section(data: dict, name: str) -> dict:
+    return {"schema": gate.BASELINE_SCHEMA, "tolerance": data["tolerance"], "ratios": data[name]}
+
+
+def refuse_other_machine(what: str, recorded: dict, here: dict, hint: str) -> None:
+    diff = differences(recorded, here)
+    if diff:
+        raise Refused(f"refusing to compare absolute latencies across machines: {what} was measured on "
+                      f"{describe(recorded)}, this is {describe(here)} ({'; '.join(diff)}). {hint}")
+
+
+def check_baseline(report: dict, baseline: dict, ratios_only: bool = False) -> list:
+    """[(title, GateResult)]: the ratios always, the absolute figures unless ``ratios_only``."""
+    out = []
+    values = current_values(report)
+    if baseline.get("ratios"):
+        out.append(("ratio", gate.check(values, _section(baseline, "ratios"))))
+    if baseline.get("absolute") and not ratios_only:
+        refuse_other_machine("the baseline", baseline["machine"], report["machine"], ABSOLUTE_HINT)
+        out.append(("absolute figure", gate.check(values, _section(baseline, "absolute"))))
+    if not out:
+        raise gate.GateError("--ratios-only with a baseline that has no ratios: nothing to check")
+    return out
+
+
+ABSOLUTE_HINT = ("Ratios may be compared across machines: add --ratios-only, or write a baseline on this "
+                 "machine with --write-baseline.")
+
+
+def version_changes(baseline: dict, report: dict) -> list[str]:
+    """Runtime versions and artifact hashes that changed since the baseline (what a regression may be due to)."""
+    out = []
+    for k in ("onnxruntime", "tensorrt", "python"):
+        a, b = baseline["machine"].get(k), report["machine"].get(k)
+        if a != b:
+            out.append(f"{k} {a} -> {b}")
+    if baseline["artifact"].get("sha256") != report["artifact"].get("sha256"):
+        out.append(f"the artifact changed ({baseline['artifact']['name']} {baseline['artifact']['sha256'][:12]} -> "
+                   f"{report['artifact']['name']} {report['artifact']['sha256'][:12]})")
+    return out
+
+
+# ---- budgets -----------------------------------------------------------------------------------------------
+def budget_path(artifact: str | Path) -> Path:
+    """``policy.onnx`` -> ``policy.budget.json``."""
+    p = Path(artifact)
+    return p.with_name(p.stem + ".budget.json")
+
+
+def load_budget(path: str | Path) -> dict:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise gate.GateError(f"cannot read the budget {path}: {e}") from None
+    if not isinstance(data, dict) or data.get("schema") != BUDGET_SCHEMA:
+        raise gate.GateError(f"{path} is not a latency budget (schema {BUDGET_SCHEMA!r} expected)")
+    budgets = data.get("budgets")
+    if not isinstance(budgets, list) or not budgets:
+        raise gate.GateError(f"{path}: 'budgets' must be a non-empty list")
+    for i, b in enumerate(budgets):
+        where = f"{path}: budget {i + 1}"
+        if not isinstance(b, dict) or b.get("figure") not in BUDGET_FIGURES:
+            raise gate.GateError(f"{where}: 'figure' must be one of {', '.join(BUDGET_FIGURES)}")
+        if not isinstance(b.get("batch"), int) or b["batch"] < 1:
+            raise gate.GateError(f"{where}: 'batch' must be a positive integer")
+        if ("max_ms" in b) == ("max_period_fraction" in b):
+            raise gate.GateError(f"{where}: give exactly one of 'max_ms' or 'max_period_fraction'")
+        limit = b.get("max_ms", b.get("max_period_fraction"))
+        if not isinstance(limit, (int, float)) or limit <= 0:
+            raise gate.GateError(f"{where}: the limit must be a positive number")
+        if "max_period_fraction" in b and not (isinstance(data.get("hz"), (int, float)) and data["hz"] > 0):
+            raise gate.GateError(f"{where}: 'max_period_fraction' needs a positive top-level 'hz'")
+    return data
+
+
+def budget_batches(budget: dict) -> tuple:
+    return tuple(sorted({b["batch"] for b in budget["budgets"]}))
+
+
+def make_budget(report: dict, hz: float, margin: float) -> dict:
+    """p99 <= margin x period at every measured batch, for this machine."""
+    ident = {k: report["machine"].get(k) for k in ("cpu", "cores", "arch", "gpu")}
+    return {"schema": BUDGET_SCHEMA, "machine": ident, "hz": hz,
+            "budgets": [{"figure": "p99_ms", "batch": B, "max_period_fraction": margin}
+                        for B in report["config"]["batches"]]}
+
+
+def check_budget(report: dict, budget: dict, where: str = "the budget") -> gate.GateResult:
+    if budget.get("machine"):
+        refuse_other_machine(where, budget["machine"], report["machine"],
+                             "Budgets are absolute: write one for this machine (--write-budget) or gate on ratios "
+                             "(--check with --ratios-only).")
+    result = gate.GateResult()
+    for b in budget["budgets"]:
+        limit = b["max_ms"] if "max_ms" in b else b["max_period_fraction"] * 1e3 / budget["hz"]
+        positions = [b["position"]] if "position" in b else report["config"]["positions"]
+        for P in positions:
+            key = f"{cell(b['batch'], P)}.{b['figure']}"
+            f = report["figures"].get(cell(b["batch"], P))
+            cur = None if f is None else float(f[b["figure"]])
+            status = "not measured" if cur is None else "regressed" if cur > limit else "ok"
+            result.rows.append(gate.GateRow(key, "lower", limit, cur, limit, 0.0, status))
+    return result
