@@ -290,7 +290,10 @@ def _one_run(cfg, steppers, probe, report, log, run) -> dict:
                 cands[(who, P)] = s.step
         step_t = max(_time_one(f) for f in cands.values())
         probe_t = _time_one(probe) if probe is not None else 0.0
-        calls = int(min(200, max(5, probe_t / (len(cands) * step_t)))) if probe is not None else 20
+        # a round's steps take about one probe call (or 10 ms without the probe): rounds stay short, so load
+        # that drifts between rounds reaches every candidate alike
+        round_t = probe_t if probe is not None else 0.01
+        calls = int(min(200, max(5, round_t / (len(cands) * step_t))))
         timed = {k: (f, calls) for k, f in cands.items()}
         if probe is not None:
             timed["gemv"] = (probe, 1)

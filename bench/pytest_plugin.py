@@ -63,7 +63,7 @@ class LatencyFixture:
 
     def __call__(self, artifact, batch=(1,), positions=(100,), hz=None, margin=0.6, seconds=1.0, runs=None,
                  against=None, baseline=None, ratios_only=False, tolerance=None, budget=True, backend="auto", threads=1,
-                 warmup=20, check=True, slowdown=1.0) -> LatencyResult:
+                 warmup=20, floor=True, check=True, slowdown=1.0) -> LatencyResult:
         from . import artifact_gate, gate
         from .artifact import ArtifactConfig, measure
 
@@ -84,7 +84,7 @@ class LatencyFixture:
                              backend=backend, threads=threads, warmup=warmup,
                              seconds=config.getoption("lram_seconds") or seconds,
                              runs=runs or (3 if write else 1), hz=hz, margin=margin,
-                             against=str(against) if against else None, slowdown=slowdown)
+                             against=str(against) if against else None, floor=floor, slowdown=slowdown)
         gates = []
         try:
             report = measure(artifact, cfg)

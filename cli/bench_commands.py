@@ -233,6 +233,8 @@ def bench_artifact(artifact: Path, *, batches, positions, baseline, write_baseli
                    f"..{data['tolerance']:.0%} from {data['baseline_runs']} runs; a check takes {data['runs']} run(s)")
         if data.get("note"):
             click.echo(f"note: {data['note']}")
+        for k, e in data.get("ungated", {}).items():
+            click.echo(f"not gated: {k} (run-to-run noise {e['noise']:.0%} would need a {e['would_need']:.0%} tolerance)")
     if write_budget:
         path = budget if budget is not None else artifact_gate.budget_path(artifact)
         path.write_text(json.dumps(artifact_gate.make_budget(report, cfg.hz, cfg.margin), indent=1) + "\n")

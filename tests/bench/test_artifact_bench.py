@@ -2,8 +2,9 @@
 across machines, budgets, and the noise-derived tolerances.
 
 Timings are kept short (0.3 s of rounds per batch and run) on a shared 2-core machine, so the pass/fail tests
-write their baselines with a fixed, wide ``--tolerance`` and make the step 10x (absolute) or 4x (ratio) slower
-with the test-only ``--inject-slowdown``: a derived tolerance from 0.3 s runs says more about the neighbours'
+write their baselines with a fixed, wide ``--tolerance`` (5 absolute: measured here, the batch-4 p50 moved 4x
+between two invocations at a load average of 9 on 2 cores; 3 for the ratios) and make the step 20x / 10x slower
+with the test-only ``--inject-slowdown``: a tolerance derived from 0.3 s runs says more about the neighbours'
 load than about the graph (the derivation itself is tested on synthetic runs below)."""
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def _run(*args):
 def absolute_baseline(shipped_graphs, tmp_path_factory):
     fp32, _ = shipped_graphs
     path = tmp_path_factory.mktemp("abs") / "B.json"
-    res = _run(fp32, "--batch", "1,4", "--hz", "50", "--write-baseline", path, "--tolerance", "3", "--runs", "2",
+    res = _run(fp32, "--batch", "1,4", "--hz", "50", "--write-baseline", path, "--tolerance", "5", "--runs", "2",
                *SHORT)
     assert res.exit_code == 0, res.output
     return fp32, path
@@ -42,7 +43,7 @@ def test_write_then_check_passes_and_a_slower_step_fails(absolute_baseline):
     ok = _run(fp32, "--check", path)  # batches, positions, seconds, hz come from the baseline
     assert ok.exit_code == 0, ok.output
     assert "| 4 | 10 |" in ok.output and "robots** fit" in ok.output and "OK: 6 absolute figures" in ok.output
-    slow = _run(fp32, "--check", path, "--inject-slowdown", "10")
+    slow = _run(fp32, "--check", path, "--inject-slowdown", "20")
     assert slow.exit_code == 1, slow.output
     fail = [line for line in slow.output.splitlines() if line.startswith("FAIL")]
     assert fail and "b1@10.p50_ms" in " ".join(fail) and "b4@10.p50_ms" in " ".join(fail)
@@ -51,7 +52,7 @@ def test_write_then_check_passes_and_a_slower_step_fails(absolute_baseline):
 def test_fp16_against_fp32_ratio_gate(shipped_graphs, tmp_path):
     fp32, fp16 = shipped_graphs
     path = tmp_path / "R.json"
-    res = _run(fp16, "--against", fp32, "--batch", "1", "--ratios-only", "--write-baseline", path, "--tolerance", "1",
+    res = _run(fp16, "--against", fp32, "--batch", "1", "--ratios-only", "--write-baseline", path, "--tolerance", "3",
                "--runs", "2", *SHORT)
     assert res.exit_code == 0, res.output
     base = json.loads(path.read_text())
@@ -59,7 +60,7 @@ def test_fp16_against_fp32_ratio_gate(shipped_graphs, tmp_path):
     assert set(base["ratios"]) == {"b1@10.over_against", "b1@10.step_over_floor"}
     ok = _run(fp16, "--check", path)  # the reference comes from the baseline
     assert ok.exit_code == 0, ok.output
-    slow = _run(fp16, "--check", path, "--inject-slowdown", "4")  # only the FP16 graph is slowed
+    slow = _run(fp16, "--check", path, "--inject-slowdown", "10")  # only the FP16 graph is slowed
     assert slow.exit_code == 1, slow.output
     assert "b1@10.over_against" in [line for line in slow.output.splitlines() if line.startswith("FAIL")][0]
 
@@ -80,32 +81,29 @@ def test_absolute_figures_from_another_machine_are_refused(absolute_baseline, tm
     assert "ratio" in ratios.output and "absolute figure" not in ratios.output
 
 
-def test_budget_beside_the_artifact(absolute_baseline, tmp_path):
-    fp32, path = absolute_baseline
-    p50 = json.loads(path.read_text())["absolute"]["b1@10.p50_ms"]["value"]
-    budget = tmp_path / "budget.json"
-    budget.write_text(json.dumps({"schema": ag.BUDGET_SCHEMA, "hz": 50, "budgets": [
-        {"figure": "p50_ms", "batch": 1, "max_ms": 4 * p50}]}))
-    ok = _run(fp32, "--budget", budget, "--runs", "1", *SHORT)
-    assert ok.exit_code == 0, ok.output
-    assert "OK: 1 budgets" in ok.output
-    slow = _run(fp32, "--budget", budget, "--runs", "1", "--inject-slowdown", "10", *SHORT)
-    assert slow.exit_code == 1 and "b1@10.p50_ms" in slow.output.splitlines()[-1], slow.output
-    data = json.loads(budget.read_text())
-    data["machine"] = {"cpu": "Jetson Orin", "cores": 12, "arch": "aarch64", "gpu": None}
-    budget.write_text(json.dumps(data))
-    refused = _run(fp32, "--budget", budget, *SHORT)
-    assert refused.exit_code == 2 and "Jetson Orin" in refused.output, refused.output
-
-
-def test_write_budget_names_the_period(shipped_graphs, tmp_path):
+def test_budgets_written_checked_and_refused_elsewhere(shipped_graphs, tmp_path):
     fp32, _ = shipped_graphs
-    budget = tmp_path / "b.json"
-    res = _run(fp32, "--hz", "50", "--write-budget", "--budget", budget, "--runs", "1", *SHORT)
+    budget, report_path = tmp_path / "pp.budget.json", tmp_path / "report.json"
+    res = _run(fp32, "--hz", "50", "--write-budget", "--budget", budget, "--runs", "1", "--json", report_path, *SHORT)
     assert res.exit_code == 0, res.output
     data = ag.load_budget(budget)
     assert data["hz"] == 50 and data["budgets"] == [{"figure": "p99_ms", "batch": 1, "max_period_fraction": 0.6}]
     assert data["machine"]["cores"] and data["machine"]["cpu"]
+    report = json.loads(report_path.read_text())
+    p50 = report["figures"]["b1@10"]["p50_ms"]
+    data["budgets"] = [{"figure": "p50_ms", "batch": 1, "max_ms": 4 * p50}]
+    assert ag.check_budget(report, data).ok
+    data["budgets"].append({"figure": "p50_ms", "batch": 1, "max_ms": 0.5 * p50})
+    assert [r.key for r in ag.check_budget(report, data).regressions] == ["b1@10.p50_ms"]
+    data["budgets"].pop()
+    budget.write_text(json.dumps(data))
+    slow = _run(fp32, "--budget", budget, "--runs", "1", "--inject-slowdown", "10", *SHORT)
+    assert slow.exit_code == 1, slow.output
+    assert slow.output.splitlines()[-1].startswith("FAIL") and "b1@10.p50_ms" in slow.output.splitlines()[-1]
+    data["machine"] = {"cpu": "Jetson Orin", "cores": 12, "arch": "aarch64", "gpu": None}
+    budget.write_text(json.dumps(data))
+    refused = _run(fp32, "--budget", budget, *SHORT)
+    assert refused.exit_code == 2 and "Jetson Orin" in refused.output, refused.output
 
 
 def test_noise_sets_tolerance_and_runs():
@@ -167,3 +165,18 @@ def test_mode_options_and_baseline_kinds(shipped_graphs, tmp_path):
                                            "ratios": {"tiny.b1.export_over_eager": {"value": 1, "better": "lower"}}}))
     res = _run(fp32, "--check", preset_baseline)
     assert res.exit_code == 1 and "not an artifact baseline" in res.output
+
+
+def test_a_figure_too_noisy_to_gate_is_recorded_not_gated():
+    cells = lambda a, r: {"b1@0": {"p50_ms": 1.0, "p95_ms": 1.0, "p99_ms": 1.0,
+                                   "ratios": {"over_against": a, "step_over_floor": r}}}
+    runs = [cells(1.00, 3.3), cells(1.02, 12.1), cells(0.99, 6.1)]  # step / floor as measured here: 3.3 .. 12.1
+    report = {"runs": [{"cells": c} for c in runs], "figures": cells(1.0, 6.1),
+              "config": {**ArtifactConfig().__dict__, "runs": 3}, "artifact": {}, "against": None, "machine": {},
+              "started": ""}
+    base = ag.make_baseline(report, ratios_only=True)
+    assert list(base["ratios"]) == ["b1@0.over_against"] and base["runs"] == 1
+    assert base["ungated"]["b1@0.step_over_floor"]["would_need"] > ag.MAX_TOLERANCE
+    report["runs"] = [{"cells": cells(a, a)} for a in (1.0, 3.0, 9.0)]
+    with pytest.raises(ag.gate.GateError, match="too noisy to gate"):
+        ag.make_baseline(report, ratios_only=True)
