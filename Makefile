@@ -34,7 +34,7 @@ CI_FP32 := $(OUT)/pick-place-v3.onnx
 CI_FP16 := $(OUT)/pick-place-v3-fp16.onnx
 CI_BASELINE := benchmarks/pick-place-v3.ratios.json
 
-$(CI_FP16): $(STAMP)
+$(CI_FP16): $(STAMP) $(REF)/model.safetensors $(REF)/config.json
 	$(LRAM) export $(REF) -o $(CI_FP32)
 	$(LRAM) calibrate $(CI_FP32) --precision fp16 -o $(CI_FP16) --no-check
 

@@ -10,7 +10,8 @@ Baseline (``--write-baseline B.json``; ``--check B.json``)::
      "baseline_runs": K, "runs": n, "z": 4.0, "tolerance": <largest entry tolerance>,
      "ratios":   {"b1@100.step_over_floor": {"value", "better", "tolerance", "noise"}, ...},
      "absolute": {"b1@100.p99_ms": {"value", "better", "tolerance", "noise"}, ...},  (absent with --ratios-only)
-     "ungated":  {"b1@100.step_over_floor": {"value", "noise", "would_need"}}}       (too noisy here: not checked)
+     "ungated":  {"b1@100.step_over_floor": {"value", "noise", "would_need"}},       (too noisy here: not checked)
+     "samples":  [{figure: value of one run}, ...]}                                 (what the noise came from)
 
 Ratios (step / memory floor, artifact / reference artifact) are compared on any machine; ``absolute``
 figures only on the machine named in ``machine`` (``bench/machine.py`` says what identity is): checking a
@@ -27,7 +28,10 @@ when even MAX_CHECK_RUNS does not get there, the baseline keeps the larger toler
 that would need more than MAX_TOLERANCE (a gate that only catches a 2x slow-down) is left out of the gate and
 listed under "ungated" with its noise, and n is chosen for the others: e.g. step / floor of a model whose
 weights sit in the CPU cache, where the DRAM-bandwidth floor moves with the neighbours' memory traffic and the
-step does not. The check reads n from the baseline. ``--tolerance T`` replaces the derived tolerances with T
+step does not. Runs of one session share its load, so they underestimate the noise between sessions (measured here: a
+p95 given 10 % moved 16 % one minute later): ``--write-baseline B.json --accumulate`` at other times adds runs
+to B.json's samples and derives everything again from all of them. The check reads n from the baseline.
+``--tolerance T`` replaces the derived tolerances with T
 (and n with --runs).
 
 Budget (``NAME.budget.json`` beside ``NAME.onnx`` / ``NAME.engine``, or ``--budget FILE``)::
@@ -98,8 +102,15 @@ def noise_plan(per_run: list, baseline_runs: int) -> tuple[int, dict, dict]:
     return n, tols, sigma
 
 
-def make_baseline(report: dict, tolerance: float | None = None, ratios_only: bool = False) -> dict:
+def make_baseline(report: dict, tolerance: float | None = None, ratios_only: bool = False,
+                  previous: dict | None = None) -> dict:
+    """``previous``: a baseline of the same artifact, machine and settings whose runs are kept (``--accumulate``):
+    runs taken in one session share that session's load, so repeating the write at other times measures the
+    noise between sessions too; the values are then medians over every kept run."""
     runs = [_values(r["cells"], not ratios_only) for r in report["runs"]]
+    if previous is not None:
+        _same_setup(previous, report, ratios_only)
+        runs = previous["samples"] + runs
     K = len(runs)
     ungated = {}
     if tolerance is None:
@@ -116,6 +127,8 @@ def make_baseline(report: dict, tolerance: float | None = None, ratios_only: boo
     else:
         n, tols, sigma = report["config"]["runs"], {k: tolerance for k in runs[0]}, {}
     values = _values(report["figures"], not ratios_only)
+    if previous is not None:
+        values = {k: float(np.median([r[k] for r in runs])) for k in values}
     sections = {"ratios": {}, "absolute": {}}
     for k, v in sorted(values.items()):
         if k in ungated:
@@ -131,6 +144,7 @@ def make_baseline(report: dict, tolerance: float | None = None, ratios_only: boo
            "baseline_runs": K, "runs": n, "z": Z, "tolerance": max(tols.values()), "ratios": sections["ratios"]}
     if not ratios_only:
         out["absolute"] = sections["absolute"]
+    out["samples"] = runs
     if ungated:
         out["ungated"] = {k: {"value": float(values[k]), "noise": round(sigma_all[k], 5), "would_need": round(t, 3)}
                           for k, t in sorted(ungated.items())}
@@ -139,6 +153,24 @@ def make_baseline(report: dict, tolerance: float | None = None, ratios_only: boo
         out["note"] = (f"this machine is too noisy for a {TARGET_TOLERANCE:.0%} gate even with {n} runs: "
                        f"{worst} needs {tols[worst]:.0%}")
     return out
+
+
+def _same_setup(previous: dict, report: dict, ratios_only: bool) -> None:
+    if not previous.get("samples"):
+        raise gate.GateError("the existing baseline keeps no runs to add to (write it again without --accumulate)")
+    refuse_other_machine("the existing baseline", previous["machine"], report["machine"],
+                         "Accumulate runs on the machine that wrote it.")
+    keys = ("batches", "positions", "backend", "threads", "seconds", "floor")
+    old, new = previous["config"], report["config"]
+    norm = lambda v: list(v) if isinstance(v, (tuple, list)) else v  # noqa: E731  (JSON turns tuples into lists)
+    diff = [k for k in keys if norm(old.get(k)) != norm(new[k])]
+    if previous["artifact"].get("name") != report["artifact"]["name"]:
+        diff.append("artifact")
+    if ("absolute" in previous) == ratios_only or (previous.get("against") or {}).get("name") != (
+            report.get("against") or {}).get("name"):
+        diff.append("ratios-only / --against")
+    if diff:
+        raise gate.GateError(f"--accumulate: this run's {', '.join(diff)} differ from the existing baseline's")
 
 
 def load_baseline(path: str | Path) -> dict:

@@ -74,20 +74,23 @@ def _names(text: str | None):
 @click.option("--no-budget", is_flag=True, help="ARTIFACT: ignore NAME.budget.json")
 @click.option("--write-budget", is_flag=True,
               help="ARTIFACT: write NAME.budget.json for this machine: p99 <= MARGIN x period (--hz) at each batch")
+@click.option("--accumulate", is_flag=True,
+              help="ARTIFACT, with --write-baseline: keep the runs already in that baseline and derive the noise "
+                   "from all of them (repeat at other times to measure the noise between sessions)")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
               help="ARTIFACT: write the full report (every run's figures) to this file")
 @click.option("--inject-slowdown", type=click.FloatRange(min=1.0), default=1.0, hidden=True,
               help="test only: every LRAM ORT call takes this many times as long")
 def bench(artifact, quick, presets, batches, positions, contexts, group_seconds, no_sequential, out_dir, from_report,
           no_plots, baseline, write_baseline, tolerance, inject_slowdown, backend, threads, warmup, seconds, runs, hz,
-          margin, against, ratios_only, budget, no_budget, write_budget, json_out):
+          margin, against, ratios_only, budget, no_budget, write_budget, accumulate, json_out):
     """Benchmark one environment step: of ARTIFACT (an exported .onnx or a TensorRT engine) on a runtime
     backend, or without ARTIFACT the project's presets side by side (one thread, interleaved rounds)."""
     from lram.bench import gate as bench_gate, latency as bench_latency, report as bench_report
 
     ctx = click.get_current_context()
     artifact_only = ("backend", "threads", "warmup", "seconds", "runs", "hz", "margin", "against", "ratios_only",
-                     "budget", "no_budget", "write_budget", "json_out")
+                     "budget", "no_budget", "write_budget", "accumulate", "json_out")
     preset_only = ("quick", "presets", "contexts", "group_seconds", "no_sequential", "out_dir", "from_report",
                    "no_plots")
     given = {p for p in ctx.params if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE}
@@ -100,7 +103,8 @@ def bench(artifact, quick, presets, batches, positions, contexts, group_seconds,
                               write_baseline=write_baseline, tolerance=tolerance, slowdown=inject_slowdown,
                               backend=backend, threads=threads, warmup=warmup, seconds=seconds, runs=runs, hz=hz,
                               margin=margin, against=against, ratios_only=ratios_only, budget=budget,
-                              no_budget=no_budget, write_budget=write_budget, json_out=json_out)
+                              no_budget=no_budget, write_budget=write_budget, accumulate=accumulate,
+                              json_out=json_out)
     tolerance = 0.35 if tolerance is None else tolerance
 
     overrides = {k: v for k, v in {"presets": _names(presets), "batches": _ints(batches),
@@ -164,7 +168,7 @@ class Refused(click.ClickException):
 
 def bench_artifact(artifact: Path, *, batches, positions, baseline, write_baseline, tolerance, slowdown, backend,
                    threads, warmup, seconds, runs, hz, margin, against, ratios_only, budget, no_budget, write_budget,
-                   json_out):
+                   accumulate, json_out):
     """``lram bench ARTIFACT``: measure, print, write what was asked, gate; exit 1 naming each failed figure."""
     from lram.bench import artifact as bench_artifact_mod, artifact_gate, gate as bench_gate
     from lram.bench.machine import machine_info
@@ -173,13 +177,17 @@ def bench_artifact(artifact: Path, *, batches, positions, baseline, write_baseli
 
     if write_budget and not hz:
         raise click.UsageError("--write-budget needs --hz (the budget is a fraction of the period)")
-    base = bud = None
+    if accumulate and (write_baseline is None or not write_baseline.is_file()):
+        raise click.UsageError("--accumulate adds to an existing baseline: give --write-baseline B.json of one")
+    base = bud = previous = None
     budget_file = budget if budget is not None else None if no_budget else artifact_gate.budget_path(artifact)
     if budget is not None and not write_budget and not budget.is_file():
         raise click.UsageError(f"--budget {budget}: no such file")
     try:
         if baseline is not None:
             base = artifact_gate.load_baseline(baseline)
+        if accumulate:
+            previous = artifact_gate.load_baseline(write_baseline)
         if budget_file is not None and budget_file.is_file() and not write_budget:
             bud = artifact_gate.load_budget(budget_file)
         here = machine_info()  # refuse before measuring where the hardware already differs
@@ -195,9 +203,10 @@ def bench_artifact(artifact: Path, *, batches, positions, baseline, write_baseli
         raise click.ClickException(str(e)) from None
 
     # what to measure: the command line, else what the baseline / budget was written for
-    cfg0 = base["config"] if base is not None else {}
-    if against is None and base is not None and base.get("against") and base.get("ratios"):
-        recorded = Path(base["against"]["path"])
+    cfg0 = base["config"] if base is not None else previous["config"] if previous is not None else {}
+    recorded_from = base if base is not None else previous
+    if against is None and recorded_from is not None and recorded_from.get("against"):
+        recorded = Path(recorded_from["against"]["path"])
         if not recorded.is_file():
             raise click.UsageError(f"the baseline compares with the reference {recorded}, which is not here: "
                                    "pass it with --against")
@@ -205,6 +214,8 @@ def bench_artifact(artifact: Path, *, batches, positions, baseline, write_baseli
     budget_b = artifact_gate.budget_batches(bud) if bud is not None else ()
     if runs is None:
         runs = base["runs"] if base is not None else 3 if write_baseline is not None and tolerance is None else 1
+    if previous is not None:
+        ratios_only = "absolute" not in previous
     try:
         cfg = bench_artifact_mod.ArtifactConfig(
             batches=batches or tuple(sorted(set(cfg0.get("batches", ())) | set(budget_b))) or (1,),
@@ -222,7 +233,7 @@ def bench_artifact(artifact: Path, *, batches, positions, baseline, write_baseli
         click.echo(f"wrote {json_out}")
     if write_baseline is not None:
         try:
-            data = artifact_gate.make_baseline(report, tolerance, ratios_only)
+            data = artifact_gate.make_baseline(report, tolerance, ratios_only, previous)
         except bench_gate.GateError as e:
             raise click.ClickException(str(e)) from None
         write_baseline.parent.mkdir(parents=True, exist_ok=True)

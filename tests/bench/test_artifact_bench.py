@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -180,3 +181,24 @@ def test_a_figure_too_noisy_to_gate_is_recorded_not_gated():
     report["runs"] = [{"cells": cells(a, a)} for a in (1.0, 3.0, 9.0)]
     with pytest.raises(ag.gate.GateError, match="too noisy to gate"):
         ag.make_baseline(report, ratios_only=True)
+
+
+def test_accumulate_adds_runs_from_another_session():
+    cells = lambda p50: {"b1@0": {"p50_ms": p50, "p95_ms": p50, "p99_ms": p50, "ratios": {"over_against": 1.0}}}
+    report = lambda values: {"runs": [{"cells": cells(v)} for v in values], "figures": cells(float(np.median(values))),
+                             "config": {**ArtifactConfig().__dict__, "runs": len(values)}, "artifact": {"name": "p.onnx"},
+                             "against": {"name": "ref.onnx"}, "machine": {"cpu": "X", "cores": 2}, "started": ""}
+    first = ag.make_baseline(report([1.00, 1.01, 0.99]))  # one quiet session
+    assert first["absolute"]["b1@0.p50_ms"]["tolerance"] == ag.MIN_TOLERANCE
+    later = ag.make_baseline(report([1.20, 1.22, 1.18]), previous=first)  # the same machine, busier, later
+    assert later["baseline_runs"] == 6 and len(later["samples"]) == 6
+    assert later["absolute"]["b1@0.p50_ms"]["tolerance"] > 0.2 and later["runs"] > first["runs"]  # between sessions
+    assert later["absolute"]["b1@0.p50_ms"]["value"] == pytest.approx(1.1, abs=0.1)
+    elsewhere = report([1.0, 1.0, 1.0])
+    elsewhere["machine"] = {"cpu": "Y", "cores": 2}
+    with pytest.raises(ag.Refused, match="same machine|across machines"):
+        ag.make_baseline(elsewhere, previous=first)
+    other = report([1.0, 1.0, 1.0])
+    other["config"]["batches"] = (1, 4)
+    with pytest.raises(ag.gate.GateError, match="batches differ"):
+        ag.make_baseline(other, previous=first)
