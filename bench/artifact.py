@@ -387,11 +387,17 @@ def markdown(report: dict) -> str:
     L.append(f"\nFloor = ({a['weight_bytes'] / 1e6:.2f} MB weights [{a['weight_bytes_from']}] + 2 x batch x "
              f"{a['state_bytes_per_robot'] / 1e6:.3f} MB state) / bandwidth"
              + (f" ({np.median(bw):.1f} GB/s, one-thread GEMV, same rounds)." if bw else "."))
+    below = [c for c, f in report["figures"].items() if f["ratios"].get("step_over_floor", 2.0) < 1.0]
+    if below:
+        L.append(f"Step / floor below 1 ({', '.join(below)}): the weights sit in the CPU cache, so the DRAM floor "
+                 "does not bind and step / floor moves with the neighbours' memory traffic.")
     fit = report.get("fit")
     if fit:
+        how = (f"**{fit['robots']} robots** fit (batch {fit['at_batch']} x "
+               f"{fit['per_batch'][str(fit['at_batch'])]['calls_per_period']} calls per period)" if fit["robots"]
+               else "**no robot fits**: every measured batch's p99 is over the budget")
         L.append(f"\nAt {fit['hz']:g} Hz (period {fit['period_ms']:.1f} ms, budget p99 <= {fit['margin']:.0%} = "
-                 f"{fit['budget_ms']:.1f} ms): **{fit['robots']} robots** fit (batch {fit['at_batch']} x "
-                 f"{fit['per_batch'][str(fit['at_batch'])]['calls_per_period']} calls per period). "
+                 f"{fit['budget_ms']:.1f} ms): {how}. "
                  + "; ".join(f"batch {B}: p99 = {v['p99_over_period']:.1%} of the period"
                              for B, v in fit["per_batch"].items()) + ".")
     return "\n".join(L) + "\n"

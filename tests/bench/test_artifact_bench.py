@@ -43,7 +43,7 @@ def test_write_then_check_passes_and_a_slower_step_fails(absolute_baseline):
     assert base["machine"]["cpu"] and base["machine"]["onnxruntime"]
     ok = _run(fp32, "--check", path)  # batches, positions, seconds, hz come from the baseline
     assert ok.exit_code == 0, ok.output
-    assert "| 4 | 10 |" in ok.output and "robots** fit" in ok.output and "OK: 6 absolute figures" in ok.output
+    assert "| 4 | 10 |" in ok.output and "At 50 Hz (period 20.0 ms" in ok.output and "OK: 6 absolute figures" in ok.output
     slow = _run(fp32, "--check", path, "--inject-slowdown", "20")
     assert slow.exit_code == 1, slow.output
     fail = [line for line in slow.output.splitlines() if line.startswith("FAIL")]
