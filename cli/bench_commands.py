@@ -188,6 +188,9 @@ def bench_artifact(artifact: Path, *, batches, positions, baseline, write_baseli
             base = artifact_gate.load_baseline(baseline)
         if accumulate:
             previous = artifact_gate.load_baseline(write_baseline)
+            if not previous.get("samples"):
+                raise bench_gate.GateError(f"{write_baseline} keeps no runs to add to: write it again without "
+                                           "--accumulate")
         if budget_file is not None and budget_file.is_file() and not write_budget:
             bud = artifact_gate.load_budget(budget_file)
         here = machine_info()  # refuse before measuring where the hardware already differs
