@@ -5,6 +5,7 @@ What one measurement is:
 - the state is first advanced to each episode position P by stepping the artifact itself from an episode
   start at batch 1 (an exported step graph has no faster way to reach step P: there is no parallel prefill
   in it), then copied to every robot of a batch;
+- each step is the call the runtime's Policy makes: every input and the state fed, every output returned;
 - per batch size B, one group of interleaved rounds: every (B, P) stepper, the reference artifact's
   steppers (``--against``) and the bandwidth probe of ``bench/memory.py`` take turns (the order rotates each
   round), a stepper ``calls`` consecutive steps per round (sized so that a round's steps take about as long as
@@ -135,6 +136,9 @@ class Stepper:
         self.art, self.batch = art, batch
         rng = np.random.default_rng(seed)
         obs = next(t for t in art.manifest.inputs if t.name == "obs")
+        if obs.shape[0] != BATCH and int(obs.shape[0]) != batch:
+            raise ValueError(f"{art.path} was exported for batch {obs.shape[0]} only; measure it with "
+                             f"--batch {obs.shape[0]} (or export with --batch dynamic)")
         shape = [batch if d == BATCH else int(d) for d in obs.shape]
         if np.dtype(obs.dtype).kind in "ui":
             pool = rng.integers(0, 256, (16, *shape)).astype(obs.dtype)
