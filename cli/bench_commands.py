@@ -46,9 +46,10 @@ def _names(text: str | None):
               help="measure nothing: use this report.json (re-render, --check it, or --write-baseline from it)")
 @click.option("--no-plots", is_flag=True, help="skip the PNGs")
 @click.option("--check", "baseline", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="compare the measured ratios with this baseline; exit 1 on a regression")
+              help="compare with this baseline (ARTIFACT: its ratios, and its absolute figures on the machine that "
+                   "wrote it); exit 1 on a regression")
 @click.option("--write-baseline", type=click.Path(dir_okay=False, path_type=Path),
-              help="store this run's ratios as a baseline (with --tolerance)")
+              help="store this run's ratios (ARTIFACT: and absolute figures, unless --ratios-only) as a baseline")
 @click.option("--tolerance", type=click.FloatRange(min=0.01),
               help="relative tolerance written into a new baseline (presets: default 0.35, the noisier ratios get "
                    "at least 0.5; ARTIFACT: default derived from the run-to-run noise)")
@@ -80,7 +81,8 @@ def _names(text: str | None):
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
               help="ARTIFACT: write the full report (every run's figures) to this file")
 @click.option("--inject-slowdown", type=click.FloatRange(min=1.0), default=1.0, hidden=True,
-              help="test only: every LRAM ORT call takes this many times as long")
+              help="test only: every call of the LRAM graphs (ARTIFACT: of the artifact, not of --against) takes "
+                   "this many times as long")
 def bench(artifact, quick, presets, batches, positions, contexts, group_seconds, no_sequential, out_dir, from_report,
           no_plots, baseline, write_baseline, tolerance, inject_slowdown, backend, threads, warmup, seconds, runs, hz,
           margin, against, ratios_only, budget, no_budget, write_budget, accumulate, json_out):
@@ -117,9 +119,9 @@ def bench(artifact, quick, presets, batches, positions, contexts, group_seconds,
     base = None
     if baseline is not None:  # read it first: a malformed baseline should not cost a whole run
         try:
-            base = bench_gate.load_baseline(baseline)
-            if base.get("kind") == "artifact":
+            if _baseline_kind(baseline) == "artifact":
                 raise bench_gate.GateError(f"{baseline} is the baseline of an artifact: lram bench ARTIFACT --check {baseline}")
+            base = bench_gate.load_baseline(baseline)
         except bench_gate.GateError as e:
             raise click.ClickException(str(e)) from None
     try:
@@ -158,6 +160,14 @@ def bench(artifact, quick, presets, batches, positions, contexts, group_seconds,
             (out_dir / "gate.txt").write_text(result.format() + "\n")
         if not result.ok:
             sys.exit(1)
+
+
+def _baseline_kind(path: Path):
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # load_baseline says what is wrong with it
+    return data.get("kind") if isinstance(data, dict) else None
 
 
 class Refused(click.ClickException):
