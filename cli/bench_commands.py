@@ -257,6 +257,10 @@ def bench_artifact(artifact: Path, *, batches, positions, baseline, write_baseli
                    f"..{data['tolerance']:.0%} from {data['baseline_runs']} runs; a check takes {data['runs']} run(s)")
         if data.get("note"):
             click.echo(f"note: {data['note']}")
+        load, cores = (report["machine"].get("loadavg") or [0])[0], report["machine"].get("cores") or 1
+        if "absolute" in data and load > 0.5 * cores:
+            click.echo(f"warning: load average {load:.1f} on {cores} cores while measuring: absolute figures from a "
+                       "busy machine do not repeat; on shared CI write the baseline with --ratios-only")
         for k, e in data.get("ungated", {}).items():
             click.echo(f"not gated: {k} (run-to-run noise {e['noise']:.0%} would need a {e['would_need']:.0%} tolerance)")
     if write_budget:

@@ -166,6 +166,11 @@ def test_mode_options_and_baseline_kinds(shipped_graphs, tmp_path):
                                            "ratios": {"tiny.b1.export_over_eager": {"value": 1, "better": "lower"}}}))
     res = _run(fp32, "--check", preset_baseline)
     assert res.exit_code == 1 and "not an artifact baseline" in res.output
+    artifact_baseline = tmp_path / "a.json"
+    artifact_baseline.write_text(json.dumps({"schema": "lram-bench-baseline/1", "kind": "artifact", "tolerance": 0.1,
+                                             "absolute": {"b1@0.p50_ms": {"value": 1, "better": "lower"}}}))
+    res = _run("--check", artifact_baseline)  # the preset bench, before it measures anything
+    assert res.exit_code == 1 and "is the baseline of an artifact" in res.output
 
 
 def test_a_figure_too_noisy_to_gate_is_recorded_not_gated():
@@ -202,8 +207,3 @@ def test_accumulate_adds_runs_from_another_session():
     other["config"]["batches"] = (1, 4)
     with pytest.raises(ag.gate.GateError, match="batches differ"):
         ag.make_baseline(other, previous=first)
-    artifact_baseline = tmp_path / "a.json"
-    artifact_baseline.write_text(json.dumps({"schema": "lram-bench-baseline/1", "kind": "artifact", "tolerance": 0.1,
-                                             "absolute": {"b1@0.p50_ms": {"value": 1, "better": "lower"}}}))
-    res = _run("--check", artifact_baseline)  # the preset bench, before it measures anything
-    assert res.exit_code == 1 and "is the baseline of an artifact" in res.output
