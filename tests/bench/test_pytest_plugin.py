@@ -13,7 +13,7 @@ SLOW = float(os.environ.get("LRAM_TEST_SLOWDOWN", "1"))
 
 
 def test_policy_latency(lram_latency):
-    r = lram_latency(ARTIFACT, batch=(1,), positions=(10,), hz=50, seconds=0.2, warmup=5, runs=2,
+    r = lram_latency(ARTIFACT, batch=(1,), positions=(10,), hz=50, seconds=0.2, warmup=5,
                      baseline="latency/policy.baseline.json", tolerance=3.0, floor=False, slowdown=SLOW)
     assert r.figures["b1@10"]["p99_ms"] >= r.figures["b1@10"]["p50_ms"] > 0
     assert r.fit["period_ms"] == 20.0 and r.fit["robots"] >= 0
