@@ -43,7 +43,8 @@ Budget (``NAME.budget.json`` beside ``NAME.onnx`` / ``NAME.engine``, or ``--budg
                  {"figure": "p50_ms", "batch": 1, "position": 1000, "max_ms": 2.0}]}
 
 Each budget is one figure (p50_ms, p95_ms, p99_ms, max_ms, jitter_ms) at one batch size (every measured
-position, or the one named), with a limit in ms or as a fraction of the period 1 / hz. A budget that names a
+position, or the one named), with a limit in ms or as a fraction of the period 1 / hz. Without --batch /
+--positions, ``lram bench`` measures the batches and positions its budget names. A budget that names a
 machine is refused on another one.
 """
 from __future__ import annotations
@@ -254,6 +255,8 @@ def load_budget(path: str | Path) -> dict:
             raise gate.GateError(f"{where}: 'figure' must be one of {', '.join(BUDGET_FIGURES)}")
         if not isinstance(b.get("batch"), int) or b["batch"] < 1:
             raise gate.GateError(f"{where}: 'batch' must be a positive integer")
+        if "position" in b and (not isinstance(b["position"], int) or b["position"] < 0):
+            raise gate.GateError(f"{where}: 'position' must be an integer >= 0")
         if ("max_ms" in b) == ("max_period_fraction" in b):
             raise gate.GateError(f"{where}: give exactly one of 'max_ms' or 'max_period_fraction'")
         limit = b.get("max_ms", b.get("max_period_fraction"))

@@ -225,6 +225,7 @@ def bench_artifact(artifact: Path, *, batches, positions, baseline, write_baseli
                                    "pass it with --against")
         against = recorded
     budget_b = artifact_gate.budget_batches(bud) if bud is not None else ()
+    budget_p = tuple(b["position"] for b in bud["budgets"] if "position" in b) if bud is not None else ()
     if runs is None:
         runs = base["runs"] if base is not None else 3 if write_baseline is not None and tolerance is None else 1
     if previous is not None:
@@ -232,7 +233,7 @@ def bench_artifact(artifact: Path, *, batches, positions, baseline, write_baseli
     try:
         cfg = bench_artifact_mod.ArtifactConfig(
             batches=batches or tuple(sorted(set(cfg0.get("batches", ())) | set(budget_b))) or (1,),
-            positions=positions or tuple(cfg0.get("positions", (100,))), backend=backend, threads=threads,
+            positions=positions or tuple(cfg0.get("positions", (100,))) + budget_p, backend=backend, threads=threads,
             warmup=warmup, seconds=seconds or cfg0.get("seconds", 3.0), min_rounds=cfg0.get("min_rounds", 10),
             runs=runs, hz=hz or cfg0.get("hz") or (bud or {}).get("hz"), margin=margin,
             against=str(against) if against else None, floor=cfg0.get("floor", True), slowdown=slowdown)
