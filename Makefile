@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 REF := model/reference/pick-place-v3
 OUT := artifacts
 
-.PHONY: demo test bench reference clean
+.PHONY: demo test bench bench-baseline bench-presets reference clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,26 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-# Latency regression gate (ratios against benchmarks/baseline.json), the short mode CI could run.
-bench: $(STAMP)
+# Latency regression gate of CI (< 1 minute, ratios only, so any shared machine may run it): the shipped policy's
+# FP16 graph against its FP32 graph, measured in the same rounds, and each against its memory floor; tolerance
+# and number of runs come from the noise measured when the baseline was written (bench-baseline).
+CI_FP32 := $(OUT)/pick-place-v3.onnx
+CI_FP16 := $(OUT)/pick-place-v3-fp16.onnx
+CI_BASELINE := benchmarks/pick-place-v3.ratios.json
+
+$(CI_FP16): $(STAMP) $(REF)/model.safetensors $(REF)/config.json
+	$(LRAM) export $(REF) -o $(CI_FP32)
+	$(LRAM) calibrate $(CI_FP32) --precision fp16 -o $(CI_FP16) --no-check
+
+bench: $(CI_FP16)
+	$(LRAM) bench $(CI_FP16) --against $(CI_FP32) --ratios-only --check $(CI_BASELINE)
+
+bench-baseline: $(CI_FP16)
+	$(LRAM) bench $(CI_FP16) --against $(CI_FP32) --batch 1,4 --seconds 2 --runs 5 --ratios-only \
+		--write-baseline $(CI_BASELINE)
+
+# The preset bench's ratio gate (random-weight presets, eager and Transformer baselines; about 2 minutes).
+bench-presets: $(STAMP)
 	$(LRAM) bench --quick --check benchmarks/baseline.json
 
 # Rebuild the shipped reference policy from scratch (expert data, behaviour cloning, evaluation).

@@ -67,21 +67,21 @@ class GateResult:
     def ok(self) -> bool:
         return self.checked > 0 and not self.regressions
 
-    def format(self) -> str:
-        lines = [f"{'ratio':44s} {'better':6s} {'baseline':>9s} {'current':>9s} {'limit':>9s}  status"]
+    def format(self, what: str = "ratio") -> str:
+        lines = [f"{what:44s} {'better':6s} {'baseline':>9s} {'current':>9s} {'limit':>9s}  status"]
         for r in self.rows:
             if r.current is not None:
                 lines.append(f"{r.key:44s} {r.better:6s} {r.baseline:9.3g} {r.current:9.3g} {r.limit:9.3g}  {r.status}")
         missing = len(self.rows) - self.checked
         if missing:
-            lines.append(f"({missing} baseline ratios not measured by this run)")
+            lines.append(f"({missing} baseline {what}s not measured by this run)")
         if self.checked == 0:
-            lines.append("FAIL: the run measured none of the baseline's ratios")
+            lines.append(f"FAIL: the run measured none of the baseline's {what}s")
         elif self.regressions:
-            lines.append(f"FAIL: {len(self.regressions)} of {self.checked} ratios regressed past their tolerance: "
+            lines.append(f"FAIL: {len(self.regressions)} of {self.checked} {what}s regressed past their tolerance: "
                          + ", ".join(r.key for r in self.regressions))
         else:
-            lines.append(f"OK: {self.checked} ratios within tolerance")
+            lines.append(f"OK: {self.checked} {what}s within tolerance")
         return "\n".join(lines)
 
 
