@@ -78,15 +78,14 @@ def cell(batch: int, position: int) -> str:
 
 # ---- one artifact, opened on a backend ---------------------------------------------------------------------
 class Artifact:
-    """The artifact's backend (one session shared by its steppers: one copy of the weights) and manifest."""
+    """The artifact opened as lram.verify's GraphRunner (one backend session shared by its steppers: one copy
+    of the weights), with what a latency report says about it."""
 
     def __init__(self, path: str | Path, backend: str = "auto", threads: int = 1):
-        from lram.runtime.backends import make_backend
-        from lram.runtime.model_files import read_manifest
+        from lram.verify.runners import GraphRunner
 
-        self.path = Path(path)
-        self.backend = make_backend(self.path, backend, threads)
-        self.manifest = read_manifest(self.path, getattr(self.backend, "metadata", None))
+        self.runner = GraphRunner(path, backend, threads)
+        self.path, self.backend, self.manifest = self.runner.path, self.runner.backend, self.runner.manifest
 
     def describe(self) -> dict:
         m = self.manifest

@@ -83,6 +83,9 @@ def verify(candidate, reference, steps: int = 10_000, robots: int = 4, seed: int
     if candidate.config_hash and reference.config_hash and candidate.config_hash != reference.config_hash:
         raise VerifyError(f"{candidate.name} comes from another model than {reference.name} (config hash "
                           f"{candidate.config_hash} vs {reference.config_hash})")
+    for side in (candidate, reference):
+        if not getattr(side, "has_logits", True):
+            raise VerifyError(f"{side.name} was exported without the logits output; re-export with logits to verify it")
     if atol is None and rtol is None:
         tol = default_tolerance(candidate.precision, reference.precision)
         atol, rtol = tol if tol is not None else (None, None)

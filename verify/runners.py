@@ -33,7 +33,7 @@ class RunnerError(ValueError):
 
 @dataclass
 class StepOutput:
-    logits: np.ndarray  # [B, 8, 274]
+    logits: np.ndarray | None  # [B, 8, 274]; None for a graph exported without them
     action: np.ndarray  # decoded by the runner itself (in the graph, for a graph runner)
     state: dict | None  # name -> [B, ...] after the step, named as the manifest names them; None if not exposed
 
@@ -137,9 +137,7 @@ class GraphRunner:
         self.path = Path(path)
         self.backend = make_backend(self.path, backend, threads)
         self.manifest = read_manifest(self.path, getattr(self.backend, "metadata", None))
-        if "logits" not in {o.name for o in self.backend.outputs}:
-            self.backend.close()
-            raise RunnerError(f"{path} was exported without the logits output; re-export with logits to compare it")
+        self.has_logits = "logits" in {o.name for o in self.backend.outputs}
         try:
             self.task = TaskSpec.from_dict(self.manifest.model["task"])
         except (KeyError, TypeError, ValueError) as e:
@@ -168,7 +166,7 @@ class GraphRunner:
     def step(self, obs, rtg, prev_reward, first) -> StepOutput:
         out = self.backend.run(self.feeds(obs, rtg, prev_reward, first))
         self._state = {s.name: out[s.output] for s in self.state_specs}
-        return StepOutput(out["logits"], out["action"], dict(self._state))
+        return StepOutput(out.get("logits"), out["action"], dict(self._state))
 
     def close(self) -> None:
         self.backend.close()
