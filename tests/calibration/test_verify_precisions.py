@@ -39,3 +39,18 @@ def test_a_broken_fp16_graph_fails_on_the_state(fp32_graph, fp16_graph, tmp_path
     broken = scramble(fp16_graph, tmp_path / "broken.onnx")
     r = _verify(broken, "--against", fp32_graph, "--steps", 40, "--robots", 2, "--window", 40)
     assert r.exit_code == 1 and "FAIL" in r.output and "state diverged" in r.output, r.output
+
+
+def test_an_engine_without_tensorrt_is_a_clear_error(fp32_graph, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # as on every machine here: no TensorRT
+    from lram.runtime.manifest import sidecar_path
+
+    engine = tmp_path / "policy.engine"
+    engine.write_bytes(b"not really an engine")
+    r = _verify(engine, "--against", fp32_graph, "--steps", 2)
+    assert r.exit_code == 1 and "no manifest" in r.output, r.output  # an engine's manifest is its sidecar
+    sidecar_path(engine).write_text(sidecar_path(fp32_graph).read_text())
+    r = _verify(engine, "--against", fp32_graph, "--steps", 2)
+    assert r.exit_code == 1 and "TensorRT is not installed" in r.output and "Traceback" not in r.output, r.output
