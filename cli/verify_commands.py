@@ -17,7 +17,7 @@ from .checkpoint_options import checkpoint_options, is_reference_zip, load_any
                    "another graph / engine (e.g. the FP32 graph an FP16 or INT8 graph was made from).")
 @click.option("--steps", default=10_000, show_default=True, help="Environment steps (half simulator, half adversarial).")
 @click.option("--robots", default=4, show_default=True, help="Robots run side by side (batch).")
-@click.option("--backend", type=click.Choice(BACKENDS), default="ort-cpu", show_default=True,
+@click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
               help="Backend for a graph or engine CANDIDATE (a graph reference always runs on ort-cpu).")
 @click.option("--reference-dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True,
               help="Precision of a checkpoint reference (float64 measures an fp32 graph's own error).")
