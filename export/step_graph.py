@@ -16,6 +16,10 @@ from lram.model.lram import LRAM
 
 from .cells import MLSTMBlockStep, SLSTMBlockStep, norm
 
+# standard: only ai.onnx ops (TensorRT, any runtime); ort: ONNX Runtime's contrib LinearAttention for the mLSTM
+# memory (ONNX Runtime >= 1.30 only); plugin: one lram::*CellStep node per cell for the TensorRT plugins
+FLAVOURS = ("standard", "ort", "plugin")
+
 
 @dataclass(frozen=True)
 class StatePart:
@@ -48,14 +52,18 @@ class StepGraph(nn.Module):
         super().__init__()
         if mode not in ("chunk", "sequential"):
             raise ValueError(f"mode must be 'chunk' or 'sequential', got {mode!r}")
-        if flavour not in ("standard", "plugin"):
-            raise ValueError(f"flavour must be 'standard' or 'plugin', got {flavour!r}")
+        if flavour not in FLAVOURS:
+            raise ValueError(f"flavour must be one of {', '.join(FLAVOURS)}, got {flavour!r}")
         self.mode, self.flavour = mode, flavour
         cells = {}
         if flavour == "plugin":  # one lram::*CellStep node per cell update, matched by the TensorRT plugins
             from .plugin_cells import mlstm_cell_plugin, slstm_cell_plugin
 
             cells = {"mlstm": mlstm_cell_plugin, "slstm": slstm_cell_plugin}
+        elif flavour == "ort":  # the mLSTM memory update as ONNX Runtime's fused LinearAttention
+            from .ort_cells import mlstm_cell_ort
+
+            cells = {"mlstm": mlstm_cell_ort}
         self.task = task = model.task
         self.parts = state_parts(model)
         self.block_types = model.config.block_types
