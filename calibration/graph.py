@@ -150,7 +150,8 @@ def load_fp32_standard(path: str | Path, verb: str) -> tuple[onnx.ModelProto, Ma
     if manifest.precision != "fp32":
         raise GraphError(f"{path} is already {manifest.precision}; {verb} the FP32 graph")
     if manifest.flavour != "standard":
-        raise GraphError(f"{path} is the {manifest.flavour!r} flavour; precision passes take the standard graph")
+        raise GraphError(f"{path} is the {manifest.flavour!r} flavour; precision passes take the standard graph "
+                         "(lram export --flavour standard)")
     return model, manifest
 
 

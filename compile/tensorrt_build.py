@@ -71,6 +71,12 @@ def cuda_device_info() -> dict | None:
     return {"name": name.rstrip("\x00"), "compute_capability": f"{prop.major}.{prop.minor}", "count": int(count)}
 
 
+def refuse_ort_flavour(manifest: Manifest, onnx_path) -> None:
+    if manifest.flavour == "ort":
+        raise BuildError(f"{onnx_path} is the 'ort' flavour (ONNX Runtime's contrib LinearAttention, which TensorRT "
+                         "does not have): export it with 'lram export --flavour standard' (or plugin) for TensorRT")
+
+
 def read_graph_manifest(onnx_path: str | Path) -> Manifest:
     """The manifest of an exported graph: the sidecar NAME.manifest.json, else the ONNX metadata_props."""
     side = sidecar_path(onnx_path)
@@ -170,6 +176,7 @@ def build_engine(onnx_path, engine_path, *, max_batch: int = 1, opt_batch: int |
         raise BuildError(f"need 1 <= min_batch <= opt_batch <= max_batch, got {min_batch}, {opt_batch}, {max_batch}")
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     manifest = read_graph_manifest(onnx_path)  # fail before the (slow) build
+    refuse_ort_flavour(manifest, onnx_path)
     trt, flavour = import_tensorrt("tensorrt")
     gpu = cuda_device_info()
     if gpu is None:
@@ -200,6 +207,7 @@ def build_engine(onnx_path, engine_path, *, max_batch: int = 1, opt_batch: int |
 
 def check_graph(onnx_path, *, max_batch: int = 1, verbose: bool = False) -> BuildResult:
     """Parse + build with TensorRT for RTX (CPU-capable), else TensorRT; nothing is written."""
+    refuse_ort_flavour(read_graph_manifest(onnx_path), onnx_path)
     trt, flavour = import_tensorrt("rtx")
     if flavour == "tensorrt" and cuda_device_info() is None:
         raise TensorRTMissing("only the full TensorRT is installed and there is no CUDA device to build on. " + INSTALL_RTX)

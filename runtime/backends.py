@@ -58,7 +58,11 @@ class OrtBackend:
             if "lram" in str(e):
                 raise BackendUnavailable(
                     f"{path} is the plugin flavour (lram::*CellStep nodes), which is built for the TensorRT plugins; "
-                    "for ONNX Runtime export the standard flavour (lram export without --flavour plugin)") from None
+                    "for ONNX Runtime export the ort or standard flavour (lram export without --flavour plugin)") from None
+            if "LinearAttention" in str(e):
+                raise BackendUnavailable(
+                    f"{path} is the ort flavour (com.microsoft::LinearAttention), which needs onnxruntime >= 1.30 "
+                    f"(this is {ort.__version__}): upgrade onnxruntime, or export with --flavour standard") from None
             raise BackendUnavailable(f"ONNX Runtime cannot load {path}: {e}") from None
         self.name = name
         self.providers = self.session.get_providers()
