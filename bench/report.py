@@ -38,16 +38,26 @@ def markdown(report: dict) -> str:
              "ratios (paired). Compare runs by ratios only.\n")
 
     L.append("### Exported step vs PyTorch eager vs the memory floor\n")
-    L.append("| preset | batch | ORT chunk graph | ORT naive sequential | PyTorch eager step() x3 | memory floor | "
-             "export / eager | export / sequential | export / floor |")
-    L.append("|---|---|---|---|---|---|---|---|---|")
+    L.append("| preset | batch | ORT chunk graph, standard | ORT chunk graph, ort flavour | ORT naive sequential | "
+             "PyTorch eager step() x3 | memory floor | export / eager | export / sequential | export / floor | "
+             "ort flavour / standard | ort flavour / floor |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, pr in report["presets"].items():
         for B, br in pr["batches"].items():
             p, r = br["paths"], br["ratios"]
-            L.append(f"| {name} | {B} | {_ms(_p50(p, 'ort_chunk'))} | {_ms(_p50(p, 'ort_sequential'))} | "
-                     f"{_ms(_p50(p, 'torch_eager'))} | {_ms(br['floor_ms'])} | {_rx(r, 'export_over_eager')} | "
-                     f"{_rx(r, 'export_over_sequential')} | {_rx(r, 'export_over_floor')} |")
+            L.append(f"| {name} | {B} | {_ms(_p50(p, 'ort_chunk'))} | {_ms(_p50(p, 'ort_fused'))} | "
+                     f"{_ms(_p50(p, 'ort_sequential'))} | {_ms(_p50(p, 'torch_eager'))} | {_ms(br['floor_ms'])} | "
+                     f"{_rx(r, 'export_over_eager')} | {_rx(r, 'export_over_sequential')} | "
+                     f"{_rx(r, 'export_over_floor')} | {_rx(r, 'fused_over_export')} | {_rx(r, 'fused_over_floor')} |")
     L.append("\nFloor = (graph weight bytes + 2 x batch x state bytes per robot) / bandwidth of the same rounds.\n")
+    counts = {n: pr["lram"]["nodes"] for n, pr in report["presets"].items() if "nodes" in pr["lram"]}
+    if counts:
+        L.append("| preset | " + " | ".join(f"{fl} nodes (exported / after ORT optimisation)"
+                                           for fl in next(iter(counts.values()))) + " |")
+        L.append("|---|" + "---|" * len(next(iter(counts.values()))))
+        for n, c in counts.items():
+            L.append(f"| {n} | " + " | ".join(f"{v['exported']} / {v['optimised']}" for v in c.values()) + " |")
+        L.append("")
 
     L.append("### Decision Transformer (KV cache) vs recurrent LRAM (ORT) by context / episode position\n")
     L.append("| preset | batch | timesteps | DT step (KV cache) | LRAM step at that position | DT / LRAM |")
