@@ -10,7 +10,8 @@ What runs (per preset, per batch size):
   stepping the exported graph from an episode start at batch 1, then copied to every robot of the batch) and
   the Decision-Transformer baseline with its KV cache filled to C timesteps (``dt@C``; filled by one parallel
   prefill at batch 1, copied to the batch; every timed step appends r, s, R in one call and is then rewound so
-  that the context stays C).
+  that the context stays C), both in PyTorch eager (``dt@C``) and exported to ONNX Runtime (``dt_ort@C``, the
+  baseline: same runtime and threads as the LRAM; ``transformer_onnx``).
 
 Timing discipline (2 shared cores, other users): one thread everywhere; candidates of a group take turns in
 rounds (the order rotates each round), ``calls_per_round`` consecutive calls each; a candidate's round value
@@ -49,7 +50,8 @@ DIRECTIONS = {
     "fused_over_floor": "lower",
     "fused_over_export": "lower",  # ort flavour / standard flavour
     "sequential_over_eager": "lower",
-    "dt_over_lram": "higher",  # "dt_over_lram@C"
+    "dt_over_lram": "higher",  # "dt_over_lram@C": the Decision Transformer in PyTorch eager
+    "dt_ort_over_lram": "higher",  # the Decision Transformer exported to ONNX Runtime: the baseline
     "position": "lower",  # "position_P_over_P0": latency at position P / at the first position (flatness)
 }
 
@@ -313,6 +315,7 @@ def run_bench(cfg: BenchConfig, progress: Callable | None = print, command: str 
     """Run everything in ``cfg``; returns the JSON-able report (see ``bench_report`` for tables and plots)."""
     import torch
 
+    from lram.bench.transformer_onnx import export_dt_onnx
     from lram.export.onnx_export import export_onnx
     from lram.bench.transformer import kv_cache_bytes
 
@@ -335,6 +338,7 @@ def run_bench(cfg: BenchConfig, progress: Callable | None = print, command: str 
             lram, dt = make_models(name, cfg)
             chunk_path = export_onnx(lram, workdir / f"{name}.onnx")
             fused_path = export_onnx(lram, workdir / f"{name}_ort.onnx", flavour="ort")
+            dt_path = export_dt_onnx(dt, workdir / f"{name}_dt.onnx")
             seq_path = export_onnx(lram, workdir / f"{name}_sequential.onnx", mode="sequential") if cfg.sequential else None
             stepper1 = OrtStepper(fused_path, 1, cfg.inject_slowdown, cfg.seed)
             state_bytes = stepper1.manifest.state_bytes_per_robot
@@ -357,7 +361,8 @@ def run_bench(cfg: BenchConfig, progress: Callable | None = print, command: str 
             pr["advance"]["state_finite"] = bool(finite)
             stepper1.close()
             for B in cfg.batches:
-                pr["batches"][str(B)] = _bench_batch(name, B, cfg, lram, dt, chunk_path, fused_path, seq_path, snaps,
+                pr["batches"][str(B)] = _bench_batch(name, B, cfg, lram, dt, dt_path, chunk_path, fused_path, seq_path,
+                                                      snaps,
                                                       weight_bytes, state_bytes, probe, bw_all, report, log)
             pr["peak_rss_bytes_after"] = peak_rss_bytes()
             del lram, dt, snaps
@@ -401,9 +406,11 @@ def _advance_curve(times: np.ndarray, positions) -> dict:
     return {"window": win, "position": pos, "median_ms": med, "median_ms_before": at, "total_s": float(times.sum())}
 
 
-def _bench_batch(name, B, cfg, lram, dt, chunk_path, fused_path, seq_path, snaps, weight_bytes, state_bytes, probe, bw_all,
+def _bench_batch(name, B, cfg, lram, dt, dt_path, chunk_path, fused_path, seq_path, snaps, weight_bytes, state_bytes,
+                 probe, bw_all,
                  report, log) -> dict:
     from lram.bench.transformer import kv_cache_bytes
+    from lram.bench.transformer_onnx import OrtDTStepper
 
     key = f"{name}.b{B}"
     out = {"state_bytes": B * state_bytes,
@@ -456,19 +463,25 @@ def _bench_batch(name, B, cfg, lram, dt, chunk_path, fused_path, seq_path, snaps
         keep.append(st)
         cands[f"lram@{p}"] = (lambda s=st: s.step(carry=False))
     dt_bytes = {}
+    dt_session = OrtBackend(dt_path, threads=1)
     for c in cfg.contexts:
         d = DTStepper(dt, B, c, cfg.seed)
         dt_bytes[str(c)] = d.nbytes()
         cands[f"dt@{c}"] = d.step
+        od = OrtDTStepper(dt_path, d.cache, B, backend=dt_session, seed=cfg.seed)
+        keep.append(od)
+        cands[f"dt_ort@{c}"] = (lambda s=od: s.step(advance=False))
     out["kv_cache_allocated_bytes"] = dt_bytes
     ctx = interleave(cands, cfg, log, f"[{key}] context")
     del cands, keep
     fused_session.close()
+    dt_session.close()
     p0 = min(cfg.positions)
     for p in cfg.positions:
         if p != p0:
             ratios[f"position_{p}_over_{p0}"] = paired_ratio(ctx[f"lram@{p}"], ctx[f"lram@{p0}"])
     for c in cfg.contexts:
+        ratios[f"dt_ort_over_lram@{c}"] = paired_ratio(ctx[f"dt_ort@{c}"], ctx[f"lram@{c}"])
         ratios[f"dt_over_lram@{c}"] = paired_ratio(ctx[f"dt@{c}"], ctx[f"lram@{c}"])
 
     out["paths"] = {n: _summary(v) for n, v in paths.items()}
