@@ -74,9 +74,9 @@ def mlstm_cell_ort(q, k, v, i_raw, f_raw, valid0, C, n, m, NH: int, DH: int):
     decay = torch.cat([m0, u[:, : T - 1]], dim=1) - u + neg  # an episode start zeroes C and n at token 0
     gate = torch.exp(src - u)  # exp(i_t - m_t)
     k = k * (1.0 / math.sqrt(DH))
-    k_gated = (k.unflatten(-1, (NH, DH)) * gate.unsqueeze(-1)).flatten(2)
+    k_gated = (k.reshape(-1, T, NH, DH) * gate.unsqueeze(-1)).reshape(-1, T, NH * DH)  # -1: no Shape nodes
     h, C = _LinearAttention.apply(q, k_gated, v, C, decay)  # [B, T, NH*DH]
     qn, n = _LinearAttention.apply(q, k, gate, n, decay)  # [B, T, NH]: q_t^T n_t
     mt = a + u
-    h = h.unflatten(-1, (NH, DH)) / (torch.maximum(qn.abs(), torch.exp(-mt)) + 1e-6).unsqueeze(-1)
+    h = h.reshape(-1, T, NH, DH) / (torch.maximum(qn.abs(), torch.exp(-mt)) + 1e-6).unsqueeze(-1)
     return h, (C, n, mt[:, T - 1 :].reshape(-1, NH, 1, 1))

@@ -109,3 +109,21 @@ def test_ort_flavour_equals_standard_and_pytorch(tmp_path, make, name, fbias):
 def test_export_refuses_unknown_flavour(tmp_path, state_model):
     with pytest.raises(ValueError, match="flavour must be one of"):
         export_onnx(state_model, tmp_path / "x.onnx", flavour="fast")
+
+
+def test_cli_default_is_the_ort_flavour_and_tensorrt_refuses_it(tmp_path, state_model):
+    from click.testing import CliRunner
+
+    from lram.cli.main import cli
+    from lram.model.checkpoint import save_checkpoint
+
+    ckpt = save_checkpoint(state_model, tmp_path / "ckpt")
+    runner = CliRunner()
+    res = runner.invoke(cli, ["export", str(ckpt), "-o", str(tmp_path / "p.onnx")])
+    assert res.exit_code == 0 and "ort flavour" in res.output, res.output
+    assert Manifest.from_json(sidecar_path(tmp_path / "p.onnx").read_text()).flavour == "ort"
+    res = runner.invoke(cli, ["compile", "--check", str(tmp_path / "p.onnx")])
+    assert res.exit_code != 0 and "--flavour standard" in res.output and "Traceback" not in res.output
+    res = runner.invoke(cli, ["export", str(ckpt), "-o", str(tmp_path / "s.onnx"), "--flavour", "standard"])
+    assert res.exit_code == 0 and "standard flavour" in res.output
+    assert {n.domain for n in onnx.load(tmp_path / "s.onnx").graph.node} <= {"", "ai.onnx"}
