@@ -52,10 +52,9 @@ def causal_conv(x: torch.Tensor, conv_state: torch.Tensor, tok: torch.Tensor, w:
     so a zero input leaves exactly the windows a skipped token would."""
     K = w.shape[0]
     full = torch.cat([conv_state, x * tok], dim=1)  # [B, K + T, D]
-    y = b
-    for j in range(K):  # y_t = sum_j w_j * full[t + 1 + j]
-        y = y + full[:, j + 1 : j + 1 + T] * w[j]
-    return y, full[:, T:]
+    windows = torch.arange(T)[:, None] + torch.arange(1, K + 1)[None, :]  # [T, K]: y_t = sum_j w_j full[t + 1 + j]
+    # one Gather + Mul + ReduceSum instead of K Slice/Mul/Add triples (fewer ONNX nodes, measured no slower)
+    return (full[:, windows] * w).sum(2) + b, full[:, T:]
 
 
 def headwise_small(x: torch.Tensor, w: torch.Tensor, T: int) -> torch.Tensor:
