@@ -72,7 +72,7 @@ def cuda_device_info() -> dict | None:
 
 
 def refuse_ort_flavour(manifest: Manifest, onnx_path) -> None:
-    if manifest.flavour == "ort":
+    if getattr(manifest, "flavour", None) == "ort":
         raise BuildError(f"{onnx_path} is the 'ort' flavour (ONNX Runtime's contrib LinearAttention, which TensorRT "
                          "does not have): export it with 'lram export --flavour standard' (or plugin) for TensorRT")
 
@@ -207,7 +207,10 @@ def build_engine(onnx_path, engine_path, *, max_batch: int = 1, opt_batch: int |
 
 def check_graph(onnx_path, *, max_batch: int = 1, verbose: bool = False) -> BuildResult:
     """Parse + build with TensorRT for RTX (CPU-capable), else TensorRT; nothing is written."""
-    refuse_ort_flavour(read_graph_manifest(onnx_path), onnx_path)
+    try:
+        refuse_ort_flavour(read_graph_manifest(onnx_path), onnx_path)
+    except ManifestError:
+        pass  # any ONNX graph may be checked; only ours carry a flavour
     trt, flavour = import_tensorrt("rtx")
     if flavour == "tensorrt" and cuda_device_info() is None:
         raise TensorRTMissing("only the full TensorRT is installed and there is no CUDA device to build on. " + INSTALL_RTX)
