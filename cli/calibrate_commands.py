@@ -17,7 +17,8 @@ def _move(src: Path, dst: Path) -> None:
 
 @click.command("calibrate")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--precision", type=click.Choice(["fp16", "int8"]), required=True)
+@click.option("--precision", type=click.Choice(["fp16", "int8", "int8-nbits", "int4-nbits"]), required=True,
+              help="int8-nbits / int4-nbits: weight-only MatMulNBits for ONNX Runtime's CPU (standard or ort flavour)")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="OUT.onnx")
 @click.option("--env", "env_id", default=None, help="simulator id (default: the task named in the manifest), "
               "e.g. metaworld:pick-place-v3 or gym:Pendulum-v1")
@@ -74,6 +75,12 @@ def calibrate(model, precision, output, env_id, rollouts, drift_steps, window, t
             info = write_fp16(model, staging)
             click.echo(f"fp16: {info['converted_matmuls']} weight MatMuls in FP16; kept FP32: "
                        f"{len(info['kept_fp32_matmuls'])} on the state recurrence, and the whole cell / state path")
+        elif precision.endswith("-nbits"):
+            from lram.calibration.nbits import write_nbits
+
+            info = write_nbits(model, staging, precision)
+            click.echo(f"{precision}: {info['quantized_matmuls']} weight MatMuls as MatMulNBits; FP32: "
+                       f"{len(info['fp32_matmuls'])} (state recurrence, tiny or gate projections) and the cell / state path")
         else:
             from lram.calibration.int8 import write_int8
 
