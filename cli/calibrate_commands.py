@@ -22,8 +22,8 @@ def _move(src: Path, dst: Path) -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="OUT.onnx")
 @click.option("--env", "env_id", default=None, help="simulator id (default: the task named in the manifest), "
               "e.g. metaworld:pick-place-v3 or gym:Pendulum-v1")
-@click.option("--rollouts", type=click.IntRange(min=1), default=20, show_default=True,
-              help="closed-loop episodes per graph (held-out seeds 30000+)")
+@click.option("--rollouts", type=click.IntRange(min=1), default=50, show_default=True,
+              help="closed-loop episodes per graph (held-out seeds 30000+); 20 cannot show a 5-point drop")
 @click.option("--drift-steps", type=click.IntRange(min=10), default=10_000, show_default=True,
               help="side-by-side steps with the state never reset")
 @click.option("--window", type=click.IntRange(min=1), default=1_000, show_default=True, help="drift window (steps)")
