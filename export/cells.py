@@ -215,7 +215,7 @@ def slstm_cell(wx, valid0, h, c, n, m, R, bias, NH: int, DH: int):
     for t in range(T):
         ry = torch.matmul(h.reshape(-1, NH, DH).transpose(0, 1), Rt)  # [NH, B, 4DH]
         ry = ry.reshape(NH, -1, 4, DH).permute(1, 2, 0, 3).reshape(-1, 4 * H)  # (gate, head, dh)
-        raw = (wx[:, t] + ry + bias).reshape(-1, 4, H)
+        raw = wx[:, t] + ry + bias  # [B, 4H]
         new = slstm_pointwise(raw, c, n, m)
         if t == 0:
             new = tuple(torch.where(keep, a, b) for a, b in zip(new, (h, c, n, m)))
@@ -225,8 +225,8 @@ def slstm_cell(wx, valid0, h, c, n, m, R, bias, NH: int, DH: int):
 
 
 def slstm_pointwise(raw, c, n, m):
-    """raw [B, 4, H] gate pre-activations (i, f, z, o); states [B, H]."""
-    i_raw, f_raw, z_raw, o_raw = raw.unbind(1)
+    """raw [B, 4*H] gate pre-activations (i, f, z, o), H each; states [B, H]. One Split, no Squeeze nodes."""
+    i_raw, f_raw, z_raw, o_raw = raw.split(int(c.shape[-1]), dim=-1)
     logfm = m + logsigmoid(f_raw)
     m_new = torch.where(n == 0, i_raw, torch.maximum(i_raw, logfm))  # a fresh unit has no history to stabilise
     i_g = torch.clamp(torch.exp(i_raw - m_new), max=1.0)
