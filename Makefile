@@ -30,12 +30,12 @@ test: $(STAMP)
 # Latency regression gate of CI (< 1 minute, ratios only, so any shared machine may run it): the shipped policy's
 # FP16 graph against its FP32 graph, measured in the same rounds, and each against its memory floor; tolerance
 # and number of runs come from the noise measured when the baseline was written (bench-baseline).
-CI_FP32 := $(OUT)/pick-place-v3.onnx
-CI_FP16 := $(OUT)/pick-place-v3-fp16.onnx
+CI_FP32 := $(OUT)/ci/pick-place-v3-standard.onnx
+CI_FP16 := $(OUT)/ci/pick-place-v3-standard-fp16.onnx
 CI_BASELINE := benchmarks/pick-place-v3.ratios.json
 
 $(CI_FP16): $(STAMP) $(REF)/model.safetensors $(REF)/config.json
-	$(LRAM) export $(REF) -o $(CI_FP32)
+	$(LRAM) export $(REF) -o $(CI_FP32) --flavour standard  # the precision passes take the standard flavour
 	$(LRAM) calibrate $(CI_FP32) --precision fp16 -o $(CI_FP16) --no-check
 
 bench: $(CI_FP16)

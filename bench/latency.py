@@ -1,15 +1,17 @@
 """Side-by-side latency of one environment step, measured interleaved in one process.
 
 What runs (per preset, per batch size):
-- group "paths": the exported chunk graph on ONNX Runtime CPU (``ort_chunk``), the naive sequential export
+- group "paths": the exported chunk graph on ONNX Runtime CPU, standard flavour (``ort_chunk``; only ai.onnx ops)
+  and ort flavour (``ort_fused``; the mLSTM memory in ONNX Runtime's fused LinearAttention), the naive sequential export
   (``ort_sequential``), PyTorch eager step mode as the reference code runs it (``torch_eager``: the xlstm
   package's step() three times per environment step), and a bandwidth probe (``gemv``: one-thread GEMV over
   256 MB) from which the memory floor of that same round is computed;
-- group "context": the recurrent LRAM on ORT at episode positions P (``lram@P``; the state was reached by
+- group "context": the recurrent LRAM on ORT (the ort flavour, the default export) at episode positions P (``lram@P``; the state was reached by
   stepping the exported graph from an episode start at batch 1, then copied to every robot of the batch) and
   the Decision-Transformer baseline with its KV cache filled to C timesteps (``dt@C``; filled by one parallel
   prefill at batch 1, copied to the batch; every timed step appends r, s, R in one call and is then rewound so
-  that the context stays C).
+  that the context stays C), both in PyTorch eager (``dt@C``) and exported to ONNX Runtime (``dt_ort@C``, the
+  baseline: same runtime and threads as the LRAM; ``transformer_onnx``).
 
 Timing discipline (2 shared cores, other users): one thread everywhere; candidates of a group take turns in
 rounds (the order rotates each round), ``calls_per_round`` consecutive calls each; a candidate's round value
@@ -45,8 +47,11 @@ DIRECTIONS = {
     "export_over_eager": "lower",
     "export_over_sequential": "lower",
     "export_over_floor": "lower",
+    "fused_over_floor": "lower",
+    "fused_over_export": "lower",  # ort flavour / standard flavour
     "sequential_over_eager": "lower",
-    "dt_over_lram": "higher",  # "dt_over_lram@C"
+    "dt_over_lram": "higher",  # "dt_over_lram@C": the Decision Transformer in PyTorch eager
+    "dt_ort_over_lram": "higher",  # the Decision Transformer exported to ONNX Runtime: the baseline
     "position": "lower",  # "position_P_over_P0": latency at position P / at the first position (flatness)
 }
 
@@ -310,6 +315,7 @@ def run_bench(cfg: BenchConfig, progress: Callable | None = print, command: str 
     """Run everything in ``cfg``; returns the JSON-able report (see ``bench_report`` for tables and plots)."""
     import torch
 
+    from lram.bench.transformer_onnx import export_dt_onnx
     from lram.export.onnx_export import export_onnx
     from lram.bench.transformer import kv_cache_bytes
 
@@ -331,14 +337,17 @@ def run_bench(cfg: BenchConfig, progress: Callable | None = print, command: str 
             log(f"[{name}] building models and exporting")
             lram, dt = make_models(name, cfg)
             chunk_path = export_onnx(lram, workdir / f"{name}.onnx")
+            fused_path = export_onnx(lram, workdir / f"{name}_ort.onnx", flavour="ort")
+            dt_path = export_dt_onnx(dt, workdir / f"{name}_dt.onnx")
             seq_path = export_onnx(lram, workdir / f"{name}_sequential.onnx", mode="sequential") if cfg.sequential else None
-            stepper1 = OrtStepper(chunk_path, 1, cfg.inject_slowdown, cfg.seed)
+            stepper1 = OrtStepper(fused_path, 1, cfg.inject_slowdown, cfg.seed)
             state_bytes = stepper1.manifest.state_bytes_per_robot
             weight_bytes = onnx_weight_bytes(chunk_path)
             pr = report["presets"][name] = {
                 "lram": {"parameters": lram.parameter_count(), "blocks": lram.config.num_blocks,
                          "dim": lram.config.embedding_dim, "block_types": lram.config.block_types,
-                         "graph_weight_bytes": weight_bytes, "state_bytes_per_robot": state_bytes},
+                         "graph_weight_bytes": weight_bytes, "state_bytes_per_robot": state_bytes,
+                         "nodes": {"standard": node_counts(chunk_path, workdir), "ort": node_counts(fused_path, workdir)}},
                 "dt": {"parameters": dt.parameter_count(), "layers": dt.config.num_layers,
                        "dim": dt.config.embedding_dim, "heads": dt.config.num_heads,
                        "kv_cache_bytes_per_robot": {str(c): kv_cache_bytes(dt.config, c) for c in cfg.contexts}},
@@ -352,7 +361,8 @@ def run_bench(cfg: BenchConfig, progress: Callable | None = print, command: str 
             pr["advance"]["state_finite"] = bool(finite)
             stepper1.close()
             for B in cfg.batches:
-                pr["batches"][str(B)] = _bench_batch(name, B, cfg, lram, dt, chunk_path, seq_path, snaps,
+                pr["batches"][str(B)] = _bench_batch(name, B, cfg, lram, dt, dt_path, chunk_path, fused_path, seq_path,
+                                                      snaps,
                                                       weight_bytes, state_bytes, probe, bw_all, report, log)
             pr["peak_rss_bytes_after"] = peak_rss_bytes()
             del lram, dt, snaps
@@ -367,6 +377,23 @@ def run_bench(cfg: BenchConfig, progress: Callable | None = print, command: str 
     return report
 
 
+def node_counts(path: Path, workdir: Path) -> dict:
+    """Nodes in the exported graph and after ONNX Runtime's full optimisation (what runs: each node costs ~µs)."""
+    import onnx
+    import onnxruntime as ort
+
+    optimised = workdir / f"{Path(path).stem}.optimised.onnx"
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.log_severity_level = 3  # the "hardware specific optimizations" warning: this file is only counted
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.optimized_model_filepath = str(optimised)
+    ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    n_opt = len(onnx.load(str(optimised), load_external_data=False).graph.node)
+    optimised.unlink()
+    return {"exported": len(onnx.load(str(path), load_external_data=False).graph.node), "optimised": n_opt}
+
+
 def _advance_curve(times: np.ndarray, positions) -> dict:
     """Per-step latency while stepping to the last position: medians over windows (the flat-latency curve)."""
     n = len(times)
@@ -379,9 +406,11 @@ def _advance_curve(times: np.ndarray, positions) -> dict:
     return {"window": win, "position": pos, "median_ms": med, "median_ms_before": at, "total_s": float(times.sum())}
 
 
-def _bench_batch(name, B, cfg, lram, dt, chunk_path, seq_path, snaps, weight_bytes, state_bytes, probe, bw_all,
+def _bench_batch(name, B, cfg, lram, dt, dt_path, chunk_path, fused_path, seq_path, snaps, weight_bytes, state_bytes,
+                 probe, bw_all,
                  report, log) -> dict:
     from lram.bench.transformer import kv_cache_bytes
+    from lram.bench.transformer_onnx import OrtDTStepper
 
     key = f"{name}.b{B}"
     out = {"state_bytes": B * state_bytes,
@@ -393,8 +422,11 @@ def _bench_batch(name, B, cfg, lram, dt, chunk_path, seq_path, snaps, weight_byt
     session = OrtBackend(chunk_path, threads=1)  # one session (one copy of the weights) for every chunk stepper
     chunk = OrtStepper(chunk_path, B, cfg.inject_slowdown, cfg.seed, backend=session)
     chunk.set_state(snaps[min(cfg.positions)])
-    cands = {"ort_chunk": chunk.step, "gemv": probe}
-    steppers = [chunk]
+    fused_session = OrtBackend(fused_path, threads=1)
+    fused = OrtStepper(fused_path, B, cfg.inject_slowdown, cfg.seed, backend=fused_session)
+    fused.set_state(snaps[min(cfg.positions)])
+    cands = {"ort_chunk": chunk.step, "ort_fused": fused.step, "gemv": probe}
+    steppers = [chunk, fused]
     if seq_path is not None:
         seq = OrtStepper(seq_path, B, cfg.inject_slowdown, cfg.seed)
         seq.set_state(snaps[min(cfg.positions)])
@@ -405,6 +437,7 @@ def _bench_batch(name, B, cfg, lram, dt, chunk_path, seq_path, snaps, weight_byt
     paths = interleave(cands, cfg, log, f"[{key}] paths")
     for s in steppers:
         s.close()
+    session.close()
     del cands, steppers
     bw_round = probe.bytes / _round_values(paths["gemv"])
     bw_all.extend(bw_round.tolist())
@@ -412,7 +445,9 @@ def _bench_batch(name, B, cfg, lram, dt, chunk_path, seq_path, snaps, weight_byt
     out["bandwidth_GBps"] = float(np.median(bw_round)) / 1e9
     out["floor_ms"] = float(np.median(floor_round)) * 1e3
     out["floor_bytes"] = int(weight_bytes + 2 * B * state_bytes)
-    ratios = {"export_over_floor": float(np.median(_round_values(paths["ort_chunk"]) / floor_round))}
+    ratios = {"export_over_floor": float(np.median(_round_values(paths["ort_chunk"]) / floor_round)),
+              "fused_over_floor": float(np.median(_round_values(paths["ort_fused"]) / floor_round)),
+              "fused_over_export": paired_ratio(paths["ort_fused"], paths["ort_chunk"])}
     if "torch_eager" in paths:
         ratios["export_over_eager"] = paired_ratio(paths["ort_chunk"], paths["torch_eager"])
     if "ort_sequential" in paths:
@@ -423,24 +458,30 @@ def _bench_batch(name, B, cfg, lram, dt, chunk_path, seq_path, snaps, weight_byt
     # -- group "context": LRAM at episode positions vs DT at context lengths
     cands, keep = {}, []
     for p in cfg.positions:
-        st = OrtStepper(chunk_path, B, cfg.inject_slowdown, cfg.seed, backend=session)
+        st = OrtStepper(fused_path, B, cfg.inject_slowdown, cfg.seed, backend=fused_session)
         st.set_state(snaps[p])
         keep.append(st)
         cands[f"lram@{p}"] = (lambda s=st: s.step(carry=False))
     dt_bytes = {}
+    dt_session = OrtBackend(dt_path, threads=1)
     for c in cfg.contexts:
         d = DTStepper(dt, B, c, cfg.seed)
         dt_bytes[str(c)] = d.nbytes()
         cands[f"dt@{c}"] = d.step
+        od = OrtDTStepper(dt_path, d.cache, B, backend=dt_session, seed=cfg.seed)
+        keep.append(od)
+        cands[f"dt_ort@{c}"] = (lambda s=od: s.step(advance=False))
     out["kv_cache_allocated_bytes"] = dt_bytes
     ctx = interleave(cands, cfg, log, f"[{key}] context")
     del cands, keep
-    session.close()
+    fused_session.close()
+    dt_session.close()
     p0 = min(cfg.positions)
     for p in cfg.positions:
         if p != p0:
             ratios[f"position_{p}_over_{p0}"] = paired_ratio(ctx[f"lram@{p}"], ctx[f"lram@{p0}"])
     for c in cfg.contexts:
+        ratios[f"dt_ort_over_lram@{c}"] = paired_ratio(ctx[f"dt_ort@{c}"], ctx[f"lram@{c}"])
         ratios[f"dt_over_lram@{c}"] = paired_ratio(ctx[f"dt@{c}"], ctx[f"lram@{c}"])
 
     out["paths"] = {n: _summary(v) for n, v in paths.items()}

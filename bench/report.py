@@ -38,31 +38,44 @@ def markdown(report: dict) -> str:
              "ratios (paired). Compare runs by ratios only.\n")
 
     L.append("### Exported step vs PyTorch eager vs the memory floor\n")
-    L.append("| preset | batch | ORT chunk graph | ORT naive sequential | PyTorch eager step() x3 | memory floor | "
-             "export / eager | export / sequential | export / floor |")
-    L.append("|---|---|---|---|---|---|---|---|---|")
+    L.append("| preset | batch | ORT chunk graph, standard | ORT chunk graph, ort flavour | ORT naive sequential | "
+             "PyTorch eager step() x3 | memory floor | export / eager | export / sequential | export / floor | "
+             "ort flavour / standard | ort flavour / floor |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, pr in report["presets"].items():
         for B, br in pr["batches"].items():
             p, r = br["paths"], br["ratios"]
-            L.append(f"| {name} | {B} | {_ms(_p50(p, 'ort_chunk'))} | {_ms(_p50(p, 'ort_sequential'))} | "
-                     f"{_ms(_p50(p, 'torch_eager'))} | {_ms(br['floor_ms'])} | {_rx(r, 'export_over_eager')} | "
-                     f"{_rx(r, 'export_over_sequential')} | {_rx(r, 'export_over_floor')} |")
+            L.append(f"| {name} | {B} | {_ms(_p50(p, 'ort_chunk'))} | {_ms(_p50(p, 'ort_fused'))} | "
+                     f"{_ms(_p50(p, 'ort_sequential'))} | {_ms(_p50(p, 'torch_eager'))} | {_ms(br['floor_ms'])} | "
+                     f"{_rx(r, 'export_over_eager')} | {_rx(r, 'export_over_sequential')} | "
+                     f"{_rx(r, 'export_over_floor')} | {_rx(r, 'fused_over_export')} | {_rx(r, 'fused_over_floor')} |")
     L.append("\nFloor = (graph weight bytes + 2 x batch x state bytes per robot) / bandwidth of the same rounds.\n")
+    counts = {n: pr["lram"]["nodes"] for n, pr in report["presets"].items() if "nodes" in pr["lram"]}
+    if counts:
+        L.append("| preset | " + " | ".join(f"{fl} nodes (exported / after ORT optimisation)"
+                                           for fl in next(iter(counts.values()))) + " |")
+        L.append("|---|" + "---|" * len(next(iter(counts.values()))))
+        for n, c in counts.items():
+            L.append(f"| {n} | " + " | ".join(f"{v['exported']} / {v['optimised']}" for v in c.values()) + " |")
+        L.append("")
 
-    L.append("### Decision Transformer (KV cache) vs recurrent LRAM (ORT) by context / episode position\n")
-    L.append("| preset | batch | timesteps | DT step (KV cache) | LRAM step at that position | DT / LRAM |")
-    L.append("|---|---|---|---|---|---|")
+    L.append("### Decision Transformer (KV cache) vs recurrent LRAM (ORT, ort flavour) by context / episode position\n")
+    L.append("| preset | batch | timesteps | DT step, ONNX Runtime | DT step, PyTorch eager | LRAM step at that position | "
+             "DT (ORT) / LRAM | DT (eager) / LRAM |")
+    L.append("|---|---|---|---|---|---|---|---|")
     for name, pr in report["presets"].items():
         for B, br in pr["batches"].items():
             c, r = br["context"], br["ratios"]
             positions = sorted(int(k.split("@")[1]) for k in c if k.startswith("lram@"))
             for pos in positions:
                 dt = _p50(c, f"dt@{pos}")
-                L.append(f"| {name} | {B} | {pos} | {_ms(dt) if dt is not None else '(window capped)'} | "
-                         f"{_ms(_p50(c, f'lram@{pos}'))} | {_rx(r, f'dt_over_lram@{pos}')} |")
-    ratios1600 = {k: v for k, v in report["ratios"].items() if k.endswith("dt_over_lram@1600")}
+                L.append(f"| {name} | {B} | {pos} | {_ms(_p50(c, f'dt_ort@{pos}'))} | "
+                         f"{_ms(dt) if dt is not None else '(window capped)'} | "
+                         f"{_ms(_p50(c, f'lram@{pos}'))} | {_rx(r, f'dt_ort_over_lram@{pos}')} | "
+                         f"{_rx(r, f'dt_over_lram@{pos}')} |")
+    ratios1600 = {k: v for k, v in report["ratios"].items() if k.endswith("dt_ort_over_lram@1600")}
     if ratios1600:
-        L.append("\nDT / LRAM at 1600 timesteps: " + ", ".join(f"{k.split('.dt')[0]}: **{v:.2f}x**"
+        L.append("\nDT (ONNX Runtime) / LRAM at 1600 timesteps: " + ", ".join(f"{k.split('.dt')[0]}: **{v:.2f}x**"
                                                              for k, v in ratios1600.items())
                  + f" (paper: {PAPER_DT_OVER_LRAM_1600}x on an A100, up to 206M, Atari; here one CPU thread).")
 

@@ -126,7 +126,8 @@ def load_fp32_standard(path: str | Path, verb: str) -> tuple[onnx.ModelProto, Ma
     if manifest.precision != "fp32":
         raise GraphError(f"{path} is already {manifest.precision}; {verb} the FP32 graph")
     if manifest.flavour != "standard":
-        raise GraphError(f"{path} is the {manifest.flavour!r} flavour; precision passes take the standard graph")
+        raise GraphError(f"{path} is the {manifest.flavour!r} flavour; precision passes take the standard graph "
+                         "(lram export --flavour standard)")
     return model, manifest
 
 
@@ -164,7 +165,7 @@ def save_with_manifest(model: onnx.ModelProto, out: str | Path, manifest: Manife
 
 
 def with_precision(manifest: Manifest, precision: str) -> Manifest:
-    if precision not in ("fp32", "fp16", "int8"):
+    if precision not in ("fp32", "fp16", "int8", "int8-nbits", "int4-nbits"):
         raise ManifestError(f"unknown precision {precision!r}")
     return dataclasses.replace(manifest, precision=precision)
 

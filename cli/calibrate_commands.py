@@ -17,13 +17,14 @@ def _move(src: Path, dst: Path) -> None:
 
 @click.command("calibrate")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--precision", type=click.Choice(["fp16", "int8"]), required=True)
+@click.option("--precision", type=click.Choice(["fp16", "int8", "int8-nbits", "int4-nbits"]), required=True,
+              help="int8-nbits / int4-nbits: weight-only MatMulNBits for ONNX Runtime's CPU (standard or ort flavour)")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="OUT.onnx")
 @click.option("--env", "env_id", default=None, help="simulator id (default: the task named in the manifest), "
               "e.g. metaworld:pick-place-v3 or gym:Pendulum-v1; a graph exported for a reference-code task "
               "without a simulator here (metaworld:<task>-v2, Atari, ...) names one with a simulator, e.g. its -v3 twin")
-@click.option("--rollouts", type=click.IntRange(min=1), default=20, show_default=True,
-              help="closed-loop episodes per graph (held-out seeds 30000+)")
+@click.option("--rollouts", type=click.IntRange(min=1), default=50, show_default=True,
+              help="closed-loop episodes per graph (held-out seeds 30000+); 20 cannot show a 5-point drop")
 @click.option("--drift-steps", type=click.IntRange(min=10), default=10_000, show_default=True,
               help="side-by-side steps with the state never reset")
 @click.option("--window", type=click.IntRange(min=1), default=1_000, show_default=True, help="drift window (steps)")
@@ -83,6 +84,12 @@ def calibrate(model, precision, output, env_id, rollouts, drift_steps, window, t
             info = write_fp16(model, staging)
             click.echo(f"fp16: {info['converted_matmuls']} weight MatMuls in FP16; kept FP32: "
                        f"{len(info['kept_fp32_matmuls'])} on the state recurrence, and the whole cell / state path")
+        elif precision.endswith("-nbits"):
+            from lram.calibration.nbits import write_nbits
+
+            info = write_nbits(model, staging, precision)
+            click.echo(f"{precision}: {info['quantized_matmuls']} weight MatMuls as MatMulNBits; FP32: "
+                       f"{len(info['fp32_matmuls'])} (state recurrence, tiny or gate projections) and the cell / state path")
         else:
             from lram.calibration.int8 import write_int8
 

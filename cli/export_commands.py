@@ -5,11 +5,14 @@ from __future__ import annotations
 import click
 
 from lram.export.onnx_export import DEFAULT_OPSET, ExportError, export_onnx
+from lram.export.step_graph import FLAVOURS
 from lram.model.checkpoint import CheckpointError
 from lram.model.config import ConfigError
 from lram.runtime.manifest import ManifestError
 
 from .checkpoint_options import checkpoint_options, load_any
+
+DEFAULT_FLAVOUR = "ort"  # the embedded default runtime is ONNX Runtime on the CPU; standard is one flag away
 
 _ERRORS = (ExportError, CheckpointError, ConfigError, ManifestError, FileNotFoundError)
 
@@ -31,8 +34,10 @@ def _batch(value: str) -> int | None:
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="NAME.onnx to write.")
 @click.option("--opset", default=DEFAULT_OPSET, show_default=True, help="ONNX opset (TensorRT 10.3 parses 9-20).")
 @click.option("--batch", default="dynamic", show_default=True, help="A fixed batch size, or 'dynamic'.")
-@click.option("--flavour", type=click.Choice(["standard", "plugin"]), default="standard", show_default=True,
-              help="'plugin' emits one lram::*CellStep node per cell update for the TensorRT plugins.")
+@click.option("--flavour", type=click.Choice(FLAVOURS), default=DEFAULT_FLAVOUR, show_default=True,
+              help="'ort': the fastest on ONNX Runtime (>= 1.30; its fused LinearAttention for the mLSTM memory); "
+                   "'standard': only ai.onnx ops, for TensorRT, calibration and other runtimes; 'plugin': one "
+                   "lram::*CellStep node per cell update for the TensorRT plugins.")
 @click.option("--logits/--no-logits", default=True, show_default=True, help="Also output the raw logits.")
 @click.option("--mode", type=click.Choice(["chunk", "sequential"]), default="chunk", show_default=True,
               help="chunk: three tokens through each block at once (weights read once per step).")

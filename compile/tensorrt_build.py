@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lram.runtime.manifest import BATCH, sidecar_path
+from lram.runtime.manifest import BATCH, ManifestError, sidecar_path
 from lram.runtime.model_files import check_writable, read_manifest, write_artifact
 
 
@@ -69,6 +69,12 @@ def cuda_device_info() -> dict | None:
         return None
     name = prop.name.decode(errors="replace") if isinstance(prop.name, bytes) else str(prop.name)
     return {"name": name.rstrip("\x00"), "compute_capability": f"{prop.major}.{prop.minor}", "count": int(count)}
+
+
+def refuse_ort_flavour(manifest, onnx_path) -> None:
+    if getattr(manifest, "flavour", None) == "ort":
+        raise BuildError(f"{onnx_path} is the 'ort' flavour (ONNX Runtime's contrib LinearAttention, which TensorRT "
+                         "does not have): export it with 'lram export --flavour standard' (or plugin) for TensorRT")
 
 
 def _uses_plugins(onnx_path) -> bool:
@@ -144,6 +150,7 @@ def build_engine(onnx_path, engine_path, *, max_batch: int = 1, opt_batch: int |
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     manifest = read_manifest(onnx_path)  # fail before the (slow) build, with the same checks as everywhere
     check_writable(engine_path)
+    refuse_ort_flavour(manifest, onnx_path)
     trt, flavour = import_tensorrt("tensorrt")
     gpu = cuda_device_info()
     if gpu is None:
@@ -172,6 +179,10 @@ def build_engine(onnx_path, engine_path, *, max_batch: int = 1, opt_batch: int |
 
 def check_graph(onnx_path, *, max_batch: int = 1, verbose: bool = False) -> BuildResult:
     """Parse + build with TensorRT for RTX (CPU-capable), else TensorRT; nothing is written."""
+    try:
+        refuse_ort_flavour(read_manifest(onnx_path), onnx_path)
+    except ManifestError:
+        pass  # any ONNX graph may be checked; only ours carry a flavour
     trt, flavour = import_tensorrt("rtx")
     if flavour == "tensorrt" and cuda_device_info() is None:
         raise TensorRTMissing("only the full TensorRT is installed and there is no CUDA device to build on. " + INSTALL_RTX)

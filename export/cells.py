@@ -74,18 +74,25 @@ def causal_conv(x: torch.Tensor, conv_state: torch.Tensor, tok: torch.Tensor, w:
     so a zero input leaves exactly the windows a skipped token would."""
     K = w.shape[0]
     full = torch.cat([conv_state, x * tok], dim=1)  # [B, K + T, D]
-    y = b
-    for j in range(K):  # y_t = sum_j w_j * full[t + 1 + j]
-        y = y + full[:, j + 1 : j + 1 + T] * w[j]
-    return y, full[:, T:]
+    windows = torch.arange(T)[:, None] + torch.arange(1, K + 1)[None, :]  # [T, K]: y_t = sum_j w_j full[t + 1 + j]
+    # one Gather + Mul + ReduceSum instead of K Slice/Mul/Add triples (fewer ONNX nodes, measured no slower)
+    return (full[:, windows] * w).sum(2) + b, full[:, T:]
 
 
 def headwise_small(x: torch.Tensor, w: torch.Tensor, T: int) -> torch.Tensor:
-    """LinearHeadwiseExpand with tiny blocks (the mLSTM q/k/v, 4x4): x [B, T, NH*d], w [NH, o, d] -> [B, T, NH, o].
+    """LinearHeadwiseExpand with tiny blocks (the mLSTM q/k/v, 4x4): x [B, T, NH*d], w [o, d, NH] -> [B, T, NH, o].
 
-    A broadcast multiply beats a batched matmul of 4x4 matrices."""
-    nh, o, d = w.shape
-    return (x.reshape(-1, T, nh, 1, d) * w).sum(-1)
+    A broadcast multiply beats a batched matmul of 4x4 matrices, provided the NH blocks are the innermost axis:
+    with d innermost ONNX Runtime broadcasts in spans of 4 floats (measured, one thread, 256 blocks of 8x4:
+    1.02 ms at batch 16 vs 0.27 ms with the blocks innermost; 0.066 vs 0.020 ms at batch 1)."""
+    o, d, nh = w.shape
+    xt = x.reshape(-1, T, nh, d).transpose(2, 3).unsqueeze(2)  # [B, T, 1, d, NH]
+    return (xt * w).sum(3).transpose(2, 3)
+
+
+def blocks_last(w: torch.Tensor) -> torch.Tensor:
+    """An xlstm headwise weight [NH, o, d] in headwise_small's layout [o, d, NH]."""
+    return w.permute(1, 2, 0).contiguous()
 
 
 class MLSTMBlockStep(nn.Module):
@@ -106,8 +113,8 @@ class MLSTMBlockStep(nn.Module):
         self.w_up = p(layer.proj_up.weight.t())  # [H, 2I]
         self.conv_w = p(layer.conv1d.conv.weight[:, 0, :].t())  # [K, I]
         self.conv_b = p(layer.conv1d.conv.bias)
-        self.w_qk = p(torch.cat([layer.q_proj.weight, layer.k_proj.weight], dim=1))  # [I/4, 8, 4]: q and k at once
-        self.wv = p(layer.v_proj.weight)
+        self.w_qk = p(blocks_last(torch.cat([layer.q_proj.weight, layer.k_proj.weight], dim=1)))  # [8, 4, I/4]: q and k
+        self.wv = p(blocks_last(layer.v_proj.weight))
         cell = layer.mlstm_cell
         self.w_if = p(torch.cat([cell.igate.weight, cell.fgate.weight], 0).t())  # [3I, 2NH]
         self.b_if = p(torch.cat([cell.igate.bias, cell.fgate.bias], 0))
@@ -132,7 +139,7 @@ class MLSTMBlockStep(nn.Module):
         xc, conv = causal_conv(x_m, conv, tok, self.conv_w, self.conv_b, T)
         xc = F.silu(xc)
         qk = headwise_small(xc, self.w_qk, T)  # [B, T, I/4, 8]
-        half = self.w_qk.shape[1] // 2
+        half = self.w_qk.shape[0] // 2
         q, k = (t.reshape(-1, T, I) for t in qk.split(half, dim=-1))
         v = headwise_small(x_m, self.wv, T).reshape(-1, T, I)
         gates = torch.matmul(torch.cat([q, k, v], dim=-1), self.w_if) + self.b_if  # [B, T, 2NH]
@@ -254,7 +261,7 @@ def slstm_cell(wx, valid0, h, c, n, m, R, bias, NH: int, DH: int):
     for t in range(T):
         ry = torch.matmul(h.reshape(-1, NH, DH).transpose(0, 1), Rt)  # [NH, B, 4DH]
         ry = ry.reshape(NH, -1, 4, DH).permute(1, 2, 0, 3).reshape(-1, 4 * H)  # (gate, head, dh)
-        raw = (wx[:, t] + ry + bias).reshape(-1, 4, H)
+        raw = wx[:, t] + ry + bias  # [B, 4H]
         new = slstm_pointwise(raw, c, n, m)
         if t == 0:
             new = tuple(torch.where(keep, a, b) for a, b in zip(new, (h, c, n, m)))
@@ -264,8 +271,8 @@ def slstm_cell(wx, valid0, h, c, n, m, R, bias, NH: int, DH: int):
 
 
 def slstm_pointwise(raw, c, n, m):
-    """raw [B, 4, H] gate pre-activations (i, f, z, o); states [B, H]."""
-    i_raw, f_raw, z_raw, o_raw = raw.unbind(1)
+    """raw [B, 4*H] gate pre-activations (i, f, z, o), H each; states [B, H]. One Split, no Squeeze nodes."""
+    i_raw, f_raw, z_raw, o_raw = raw.split(int(c.shape[-1]), dim=-1)
     logfm = m + logsigmoid(f_raw)
     m_new = torch.where(n == 0, i_raw, torch.maximum(i_raw, logfm))  # a fresh unit has no history to stabilise
     i_g = torch.clamp(torch.exp(i_raw - m_new), max=1.0)

@@ -76,6 +76,11 @@ def export_graph(graph: StepGraph, out: str | Path, opset: int = DEFAULT_OPSET, 
         foreign = sorted({n.domain for n in proto.graph.node if n.domain not in ("", "ai.onnx")})
         if flavour == "standard" and foreign:
             raise ExportError(f"the standard graph uses non-standard op domains {foreign}")
+        if flavour == "ort":
+            from .ort_cells import DOMAIN
+
+            if foreign != [DOMAIN]:
+                raise ExportError(f"the ort graph must use exactly the {DOMAIN!r} domain besides ONNX, found {foreign}")
         if flavour == "plugin":
             from .plugin_expand import plugin_nodes
 

@@ -16,6 +16,10 @@ from lram.runtime.manifest import StateSpec
 
 from .cells import MLSTMBlockStep, SLSTMBlockStep, norm
 
+# standard: only ai.onnx ops (TensorRT, any runtime); ort: ONNX Runtime's contrib LinearAttention for the mLSTM
+# memory (ONNX Runtime >= 1.30 only); plugin: one lram::*CellStep node per cell for the TensorRT plugins
+FLAVOURS = ("standard", "ort", "plugin")
+
 
 # The block step for each kind of block in LRAMConfig.block_types: a new cell type is one entry here plus
 # its class (its math and its state declaration) in cells.py.
@@ -39,14 +43,18 @@ class StepGraph(nn.Module):
         super().__init__()
         if mode not in ("chunk", "sequential"):
             raise ValueError(f"mode must be 'chunk' or 'sequential', got {mode!r}")
-        if flavour not in ("standard", "plugin"):
-            raise ValueError(f"flavour must be 'standard' or 'plugin', got {flavour!r}")
+        if flavour not in FLAVOURS:
+            raise ValueError(f"flavour must be one of {', '.join(FLAVOURS)}, got {flavour!r}")
         self.mode, self.flavour = mode, flavour
         cells = {}
         if flavour == "plugin":  # one lram::*CellStep node per cell update, matched by the TensorRT plugins
             from .plugin_cells import mlstm_cell_plugin, slstm_cell_plugin
 
             cells = {"mlstm": mlstm_cell_plugin, "slstm": slstm_cell_plugin}
+        elif flavour == "ort":  # the mLSTM memory update as ONNX Runtime's fused LinearAttention
+            from .ort_cells import mlstm_cell_ort
+
+            cells = {"mlstm": mlstm_cell_ort}
         self.task = task = model.task
         self.config = model.config
         self.parameters_count = model.parameter_count()

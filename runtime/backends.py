@@ -49,10 +49,14 @@ class OrtBackend:
         try:
             self.session = ort.InferenceSession(str(path), so, providers=list(providers))
         except Exception as e:  # ORT's own exception types; keep its words, add what to do
+            if "LinearAttention" in str(e):
+                raise BackendUnavailable(
+                    f"{path} is the ort flavour (com.microsoft::LinearAttention), which needs onnxruntime >= 1.30 "
+                    f"(this is {ort.__version__}): upgrade onnxruntime, or export with --flavour standard") from None
             if "lram" in str(e):
                 raise BackendUnavailable(
                     f"{path} is the plugin flavour (lram::*CellStep nodes), which is built for the TensorRT plugins; "
-                    "for ONNX Runtime export the standard flavour (lram export without --flavour plugin)") from None
+                    "for ONNX Runtime export the ort or standard flavour (lram export without --flavour plugin)") from None
             raise BackendUnavailable(f"ONNX Runtime cannot load {path}: {e}") from None
         self.name = name
         self.providers = self.session.get_providers()

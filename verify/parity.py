@@ -24,8 +24,9 @@ from .feeds import AdversarialFeed, SimulatorFeed
 
 FP32_ATOL, FP32_RTOL = 1e-4, 5e-5
 # precision -> (atol, rtol); None: logits are reported, not gated
-TOLERANCES = {"fp64": (FP32_ATOL, FP32_RTOL), "fp32": (FP32_ATOL, FP32_RTOL), "fp16": (0.05, 0.02), "int8": None}
-_ORDER = ["fp64", "fp32", "fp16", "int8"]
+TOLERANCES = {"fp64": (FP32_ATOL, FP32_RTOL), "fp32": (FP32_ATOL, FP32_RTOL), "fp16": (0.05, 0.02), "int8": None,
+              "int8-nbits": None, "int4-nbits": None}
+_ORDER = list(TOLERANCES)
 MAX_STATE_ERROR = 0.5
 
 
