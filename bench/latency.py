@@ -128,7 +128,7 @@ class OrtStepper:
     """One exported step graph on ONNX Runtime CPU (one thread) for a batch, with its state carried in numpy."""
 
     def __init__(self, path: str | Path, batch: int, slowdown: float = 1.0, seed: int = 0, backend=None):
-        from lram.runtime.backends import OrtBackend
+        from lram.runtime.backend_ort import OrtBackend
         from lram.runtime.manifest import Manifest, sidecar_path
 
         self._owns_backend = backend is None  # steppers of one graph may share a session (one copy of weights)
@@ -416,7 +416,7 @@ def _bench_batch(name, B, cfg, lram, dt, dt_path, chunk_path, fused_path, seq_pa
     out = {"state_bytes": B * state_bytes,
            "kv_cache_bytes": {str(c): kv_cache_bytes(dt.config, c, B) for c in cfg.contexts}}
 
-    from lram.runtime.backends import OrtBackend
+    from lram.runtime.backend_ort import OrtBackend
 
     # -- group "paths": exported chunk graph vs sequential export vs eager, and the bandwidth probe
     session = OrtBackend(chunk_path, threads=1)  # one session (one copy of the weights) for every chunk stepper

@@ -90,7 +90,7 @@ class OrtDTStepper:
     bench's way to time many steps at one context length)."""
 
     def __init__(self, path: str | Path, cache: KVCache, batch: int, backend=None, seed: int = 0):
-        from lram.runtime.backends import OrtBackend
+        from lram.runtime.backend_ort import OrtBackend
 
         self._owns_backend = backend is None
         self.backend = backend if backend is not None else OrtBackend(path, threads=1)

@@ -20,7 +20,6 @@ when the drift stream diverges, or (optional) when action agreement falls below 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np

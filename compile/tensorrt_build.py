@@ -9,7 +9,6 @@ The engine is written atomically, with ``policy.manifest.json`` beside it: the g
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 
 import lram.model.checkpoint as ckpt
 from lram.model.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta, save_checkpoint
-from lram.model.config import ConfigError, TaskSpec
+from lram.model.config import ConfigError
 from lram.model.reference_checkpoint import (
     UNUSED_PREFIXES,
     load_reference_zip,

@@ -9,7 +9,8 @@ import textwrap
 import onnxruntime as ort
 import pytest
 
-from lram.runtime.backends import BackendUnavailable, OrtBackend, make_backend
+from lram.runtime.backend_ort import OrtBackend
+from lram.runtime.backends import BackendUnavailable, make_backend
 
 
 def test_auto_is_ort_cpu_here(pendulum_model):
