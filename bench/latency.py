@@ -129,11 +129,11 @@ class OrtStepper:
 
     def __init__(self, path: str | Path, batch: int, slowdown: float = 1.0, seed: int = 0, backend=None):
         from lram.runtime.backend_ort import OrtBackend
-        from lram.runtime.manifest import Manifest, sidecar_path
+        from lram.runtime.model_files import read_manifest
 
         self._owns_backend = backend is None  # steppers of one graph may share a session (one copy of weights)
         self.backend = backend if backend is not None else OrtBackend(path, threads=1)
-        self.manifest = Manifest.from_json(sidecar_path(path).read_text())
+        self.manifest = read_manifest(path, self.backend.metadata)
         self.batch = batch
         self.out_names = [o.name for o in self.backend.outputs]
         self.state_specs = self.manifest.state
