@@ -82,15 +82,15 @@ def verify_(candidate, reference, steps, robots, backend, reference_dtype, atol,
                f"{'state err':>10}")
     for w in report.windows:
         se = "-" if w.state_error is None else f"{w.state_error:.2e}"
+        excess = "-" if w.worst_excess is None else f"{w.worst_excess:.3f}"
         click.echo(f"{w.phase:<12} {w.start:>6}-{w.start + w.steps:<5} {w.max_abs_logit_diff:>13.2e} "
-                   f"{w.worst_excess:>10.3f} {w.action_agreement:>10.4f} {w.near_ties:>10} {se:>10}")
+                   f"{excess:>10} {w.action_agreement:>10.4f} {w.near_ties:>10} {se:>10}")
     for note in report.notes:
         click.echo(f"note: {note}")
-    tol = (f"the allowed atol {report.atol:g} + rtol {report.rtol:g} x max|logit|" if report.atol is not None
-           else "(not gated at this precision)")
+    tol = (f"worst {report.worst_excess:.2f} x the allowed atol {report.atol:g} + rtol {report.rtol:g} x max|logit|"
+           if report.atol is not None else "logits not gated at this precision")
     click.echo(f"{'PASS' if report.passed else 'FAIL'}: {report.steps} steps x {report.robots} robots, "
-               f"{report.episodes} episodes; max |dlogit| {report.max_abs_logit_diff:.2e}, worst "
-               f"{report.worst_excess:.2f} x {tol}; action agreement {report.action_agreement:.4%} "
+               f"{report.episodes} episodes; max |dlogit| {report.max_abs_logit_diff:.2e}, {tol}; action agreement {report.action_agreement:.4%} "
                f"({report.near_ties} near-ties, exact {report.exact_agreement:.4%})"
                + ("" if report.max_state_error is None else f"; max state error {report.max_state_error:.2e}"))
     for f in report.failures:

@@ -40,7 +40,7 @@ class Window:
     start: int
     steps: int
     max_abs_logit_diff: float
-    worst_excess: float  # max |dlogit| / allowed; <= 1 passes (inf when not gated)
+    worst_excess: float | None  # max |dlogit| / allowed; <= 1 passes (None when the logits are not gated)
     action_agreement: float  # robot-steps whose every action dim matches (near-ties count as matching)
     exact_agreement: float  # the same without the near-tie allowance
     near_ties: int
@@ -55,7 +55,7 @@ class VerifyReport:
     robots: int
     episodes: int
     max_abs_logit_diff: float
-    worst_excess: float
+    worst_excess: float | None
     action_agreement: float
     exact_agreement: float
     near_ties: int
@@ -125,7 +125,7 @@ def verify(candidate, reference, steps: int = 10_000, robots: int = 4, seed: int
             if with_state and (i % state_every == 0 or i == n - 1):
                 serr = max(serr or 0.0, state_error(ref.state, cand.state, reference.state_specs))
             if len(checks) == window or i == n - 1:
-                windows.append(_window(phase, t0, checks, serr))
+                windows.append(_window(phase, t0, checks, serr, gated))
                 t0 += len(checks)
                 checks, serr = [], None
             bar.update(1)
@@ -135,8 +135,9 @@ def verify(candidate, reference, steps: int = 10_000, robots: int = 4, seed: int
                    rtol if gated else None, max_state_error)
 
 
-def _window(phase, start, checks, serr) -> Window:
-    return Window(phase, start, len(checks), max(c.max_abs for c in checks), max(c.excess for c in checks),
+def _window(phase, start, checks, serr, gated: bool) -> Window:
+    return Window(phase, start, len(checks), max(c.max_abs for c in checks),
+                  max(c.excess for c in checks) if gated else None,
                   float(np.mean(np.concatenate([c.agree & c.decode_ok for c in checks]))),
                   float(np.mean(np.concatenate([c.exact for c in checks]))), sum(c.ties for c in checks), serr)
 
@@ -145,7 +146,7 @@ def _report(candidate, reference, steps, robots, sources, windows, notes, atol, 
     total = max(sum(w.steps for w in windows), 1)
     mean = lambda key: sum(getattr(w, key) * w.steps for w in windows) / total  # noqa: E731
     max_abs = max((w.max_abs_logit_diff for w in windows), default=0.0)
-    worst = max((w.worst_excess for w in windows), default=0.0)
+    worst = max((w.worst_excess for w in windows if w.worst_excess is not None), default=0.0)
     errors = [w.state_error for w in windows if w.state_error is not None]
     max_serr = max(errors) if errors else None
     agreement = mean("action_agreement")
@@ -161,7 +162,7 @@ def _report(candidate, reference, steps, robots, sources, windows, notes, atol, 
         failures.append(f"state diverged: relative state error {max_serr:.3g} > {max_state_error:g}")
     return VerifyReport(candidate=candidate.name, reference=reference.name, steps=steps, robots=robots,
                         episodes=sum(getattr(f, "episodes", 0) for _, _, f in sources), max_abs_logit_diff=max_abs,
-                        worst_excess=worst if atol is not None else float("nan"), action_agreement=agreement,
+                        worst_excess=worst if atol is not None else None, action_agreement=agreement,
                         exact_agreement=mean("exact_agreement"), near_ties=sum(w.near_ties for w in windows),
                         max_state_error=max_serr, atol=atol, rtol=rtol, passed=not failures, failures=failures,
                         windows=windows, notes=notes)
