@@ -125,45 +125,30 @@ def slowed(run: Callable, factor: float) -> Callable:
 
 
 class OrtStepper:
-    """One exported step graph on ONNX Runtime CPU (one thread) for a batch, with its state carried in numpy."""
+    """The preset bench's graph stepper: ``artifact.Stepper`` (the graph opened as lram.verify's GraphRunner,
+    ONNX Runtime CPU, one thread) carrying its state from call to call, plus a timed walk along an episode.
+    Steppers of one graph may share an ``Artifact`` (one session, one copy of the weights)."""
 
-    def __init__(self, path: str | Path, batch: int, slowdown: float = 1.0, seed: int = 0, backend=None):
-        from lram.runtime.backend_ort import OrtBackend
-        from lram.runtime.model_files import read_manifest
+    def __init__(self, path: str | Path, batch: int, slowdown: float = 1.0, seed: int = 0, art=None):
+        from .artifact import Artifact, Stepper
 
-        self._owns_backend = backend is None  # steppers of one graph may share a session (one copy of weights)
-        self.backend = backend if backend is not None else OrtBackend(path, threads=1)
-        self.manifest = read_manifest(path, self.backend.metadata)
-        self.batch = batch
-        self.out_names = [o.name for o in self.backend.outputs]
-        self.state_specs = self.manifest.state
-        self.state_out_index = [self.out_names.index(s.output) for s in self.state_specs]
-        rng = np.random.default_rng(seed)
-        D = self.manifest.observation["shape"][0]
-        self.obs_pool = rng.standard_normal((16, batch, D)).astype(np.float32)
-        self.feeds = {"obs": self.obs_pool[0], "rtg": np.full((batch, 1), 400.0, np.float32),
-                      "prev_reward": np.full((batch, 1), 1.0, np.float32), "first": np.zeros(batch, bool)}
-        for s in self.state_specs:
-            self.feeds[s.input] = np.zeros((batch, *s.shape), s.dtype)
-        self._run = slowed(self.backend.session.run, slowdown)
+        self._owns = art is None
+        self.art = art if art is not None else Artifact(path, "ort-cpu", threads=1)
+        self.manifest, self.batch = self.art.manifest, batch
+        self._stepper = Stepper(self.art, batch, seed=seed, slowdown=slowdown)
+        self.feeds, self.obs_pool = self._stepper.feeds, self._stepper.obs_pool
 
     def step(self, carry: bool = True):
-        out = self._run(self.out_names, self.feeds)
-        if carry:
-            for s, i in zip(self.state_specs, self.state_out_index):
-                self.feeds[s.input] = out[i]
-        return out
+        return self._stepper.step(carry)
 
     def state(self) -> dict:
-        return {s.name: self.feeds[s.input].copy() for s in self.state_specs}
+        return {s.name: self.feeds[s.input].copy() for s in self.manifest.state}
 
     def set_state(self, state: dict) -> None:
         """``state`` with batch 1 (or this batch): row 0 is copied to every robot."""
-        for s in self.state_specs:
-            v = state[s.name]
-            self.feeds[s.input] = np.ascontiguousarray(np.broadcast_to(v[:1], (self.batch, *v.shape[1:])))
+        self._stepper.set_state(state)
 
-    def advance(self, steps: int, snapshot_at=(), progress: Callable | None = None):
+    def walk(self, steps: int, snapshot_at=(), progress: Callable | None = None):
         """Run ``steps`` environment steps from an episode start; returns (per-step seconds, {position: state})."""
         times = np.empty(steps)
         snaps = {}
@@ -183,8 +168,8 @@ class OrtStepper:
         return times, snaps
 
     def close(self):
-        if self._owns_backend:
-            self.backend.close()
+        if self._owns:
+            self.art.close()
 
 
 class EagerStepper:
@@ -355,7 +340,7 @@ def run_bench(cfg: BenchConfig, progress: Callable | None = print, command: str 
             }
             steps = max(cfg.positions)
             log(f"[{name}] advancing the exported graph {steps} steps at batch 1")
-            times, snaps = stepper1.advance(steps, cfg.positions, log)
+            times, snaps = stepper1.walk(steps, cfg.positions, log)
             finite = all(np.isfinite(v).all() for s in snaps.values() for v in s.values())
             pr["advance"] = _advance_curve(times, cfg.positions)
             pr["advance"]["state_finite"] = bool(finite)
@@ -418,12 +403,14 @@ def _bench_batch(name, B, cfg, lram, dt, dt_path, chunk_path, fused_path, seq_pa
 
     from lram.runtime.backend_ort import OrtBackend
 
+    from .artifact import Artifact
+
     # -- group "paths": exported chunk graph vs sequential export vs eager, and the bandwidth probe
-    session = OrtBackend(chunk_path, threads=1)  # one session (one copy of the weights) for every chunk stepper
-    chunk = OrtStepper(chunk_path, B, cfg.inject_slowdown, cfg.seed, backend=session)
+    session = Artifact(chunk_path, "ort-cpu", threads=1)  # one session (one copy of the weights) per graph
+    chunk = OrtStepper(chunk_path, B, cfg.inject_slowdown, cfg.seed, art=session)
     chunk.set_state(snaps[min(cfg.positions)])
-    fused_session = OrtBackend(fused_path, threads=1)
-    fused = OrtStepper(fused_path, B, cfg.inject_slowdown, cfg.seed, backend=fused_session)
+    fused_session = Artifact(fused_path, "ort-cpu", threads=1)
+    fused = OrtStepper(fused_path, B, cfg.inject_slowdown, cfg.seed, art=fused_session)
     fused.set_state(snaps[min(cfg.positions)])
     cands = {"ort_chunk": chunk.step, "ort_fused": fused.step, "gemv": probe}
     steppers = [chunk, fused]
@@ -458,7 +445,7 @@ def _bench_batch(name, B, cfg, lram, dt, dt_path, chunk_path, fused_path, seq_pa
     # -- group "context": LRAM at episode positions vs DT at context lengths
     cands, keep = {}, []
     for p in cfg.positions:
-        st = OrtStepper(fused_path, B, cfg.inject_slowdown, cfg.seed, backend=fused_session)
+        st = OrtStepper(fused_path, B, cfg.inject_slowdown, cfg.seed, art=fused_session)
         st.set_state(snaps[p])
         keep.append(st)
         cands[f"lram@{p}"] = (lambda s=st: s.step(carry=False))
