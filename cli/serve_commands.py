@@ -65,10 +65,11 @@ def serve(model, contract_path, write_path, domain_id, backend, threads, infer_t
         raise click.ClickException(str(e)) from None
     if not policy.has_target:
         raise click.ClickException("the manifest has no target_return: set target_return in the contract")
-    timeout = "period" if infer_timeout_ms is None else (infer_timeout_ms / 1e3 if infer_timeout_ms > 0 else None)
+    # --infer-timeout-ms: default one period, 0 disables
+    periods = 1.0 if infer_timeout_ms is None else (infer_timeout_ms / 1e3 / contract.period if infer_timeout_ms > 0 else None)
     record = open(record_path, "a") if record_path else None
     transport = DdsTransport(contract)
-    node = PolicyNode(policy, contract, transport, record=record, infer_timeout=timeout)
+    node = PolicyNode(policy, contract, transport, record=record, timeout_periods=periods)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: node.stop())
     for r, ns in enumerate(contract.robots):

@@ -48,7 +48,7 @@ def run(with_reward):
     c = parse_contract(data)
     tr, t = Memory(), [0.0]
     node = PolicyNode(Policy.load(graph, 1, backend="ort-cpu", threads=1), c, tr, clock=lambda: t[0], wall_ns=lambda: 0,
-                      infer_timeout=None)
+                      timeout_periods=None)
     env = make_sim("metaworld:pick-place-v3", seed=10_000)
     wins, k = 0, 0
     for ep in range(EPISODES):

@@ -50,7 +50,7 @@ class NodeCounters:
 
 class PolicyNode:
     def __init__(self, policy, contract: Contract, transport, clock=time.perf_counter, wall_ns=time.time_ns,
-                 record=None, infer_timeout: float | None | str = "period"):
+                 record=None, timeout_periods: float | None = 1.0):
         contract.check_against(policy.manifest)
         if policy.n != len(contract.robots):
             raise ValueError(f"the policy has {policy.n} slots but the contract names {len(contract.robots)} robots")
@@ -58,7 +58,8 @@ class PolicyNode:
         policy.set_miss_policy(contract.miss_policy)
         self.clock, self.wall_ns = clock, wall_ns
         self.period = contract.period
-        self.infer_timeout = self.period if infer_timeout == "period" else infer_timeout
+        # the model's time limit per tick in control periods (None: no limit), as runtime.control_loop.LoopConfig
+        self.infer_timeout = None if timeout_periods is None else timeout_periods * self.period
         default_stale = contract.stale_after_ms / 1e3
         self.stale_s = {name: default_stale if s.stale_after_ms is None else s.stale_after_ms / 1e3
                         for name, s in contract.inputs.items()}

@@ -62,7 +62,7 @@ def setup(joint_model):
         node_policy = Policy.load(joint_model, n_robots=n, backend="ort-cpu", threads=1)
         twin = Policy.load(joint_model, n_robots=n, backend="ort-cpu", threads=1)
         tr, clock = MemoryTransport(n), Clock()
-        node = PolicyNode(node_policy, contract, tr, clock=clock, wall_ns=lambda: 0, infer_timeout=None)
+        node = PolicyNode(node_policy, contract, tr, clock=clock, wall_ns=lambda: 0, timeout_periods=None)
         made.extend([node_policy, twin])
         return node, twin, tr, clock
 

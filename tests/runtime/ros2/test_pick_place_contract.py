@@ -44,7 +44,7 @@ def test_shipped_contract_reproduces_meta_world_closed_loop(tmp_path):
     node_policy = Policy.load(graph, n_robots=1, backend="ort-cpu", threads=1)
     twin = Policy.load(graph, n_robots=1, backend="ort-cpu", threads=1)
     tr, clock = MemoryTransport(1), Clock()
-    node = PolicyNode(node_policy, contract, tr, clock=clock, wall_ns=lambda: 0, infer_timeout=None)
+    node = PolicyNode(node_policy, contract, tr, clock=clock, wall_ns=lambda: 0, timeout_periods=None)
     env = make_sim("metaworld:pick-place-v3", seed=10_000)
     obs = env.reset(10_000)
     a = contract.action
