@@ -3,10 +3,9 @@ written. A run that takes minutes must not end in a traceback because ``--report
 a truncated download must not surface as a protobuf DecodeError."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import click
+
+from lram.runtime.model_files import unwritable
 
 
 def check_onnx_file(path) -> None:
@@ -21,27 +20,12 @@ def check_onnx_file(path) -> None:
         raise click.ClickException(str(e)) from None
 
 
-def _unwritable(path: Path, is_dir: bool) -> str | None:
-    if path.exists():
-        if is_dir != path.is_dir():
-            return f"{path} is {'a file' if path.is_file() else 'a directory'}"
-        return None if os.access(path, os.W_OK) else f"{path} is not writable"
-    parent = path.parent
-    while not parent.exists():  # missing folders will be created: the nearest existing one must allow it
-        parent = parent.parent
-    if not parent.is_dir():
-        return f"{parent} is not a directory"
-    if not os.access(parent, os.W_OK | os.X_OK):
-        return f"{parent} is not writable"
-    return None
-
-
 def check_output_file(path, option: str) -> None:
     """One-line ClickException unless the file ``path`` can be written (its folders may still be missing)."""
-    if path is not None and (why := _unwritable(Path(path).absolute(), is_dir=False)):
+    if path is not None and (why := unwritable(path)):
         raise click.ClickException(f"{option} {path}: cannot write there: {why}")
 
 
 def check_output_dir(path, option: str) -> None:
-    if path is not None and (why := _unwritable(Path(path).absolute(), is_dir=True)):
+    if path is not None and (why := unwritable(path, is_dir=True)):
         raise click.ClickException(f"{option} {path}: cannot write there: {why}")

@@ -96,17 +96,32 @@ def embed_manifest(model_proto, manifest: Manifest) -> None:
     entry.key, entry.value = METADATA_KEY, manifest.to_json()
 
 
+def unwritable(path: str | Path, is_dir: bool = False) -> str | None:
+    """Why ``path`` (a file, or a folder with ``is_dir``) cannot be written, or None. Missing folders count
+    as creatable when the nearest existing one allows it; nothing is created here."""
+    path = Path(path).absolute()
+    if path.exists():
+        if is_dir != path.is_dir():
+            return f"{path} is {'a file' if path.is_file() else 'a directory'}"
+        return None if os.access(path, os.W_OK) else f"{path} is not writable"
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{parent} is not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"{parent} is not writable"
+    return None
+
+
 def check_writable(out: str | Path) -> Path:
-    """Fail before any work when ``out`` cannot be written (its folder is created if missing)."""
+    """Fail before any work when the file ``out`` cannot be written (``write_artifact`` creates its folder)."""
     out = Path(out)
-    if out.is_dir():
-        raise ManifestError(f"{out} is a folder; give a file name")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ManifestError(f"cannot create the output folder {out.parent}: {e.strerror or e}") from None
-    if not os.access(out.parent, os.W_OK):
-        raise ManifestError(f"output folder {out.parent} is not writable")
+    why = unwritable(out)
+    if why is not None and not out.parent.is_dir():
+        raise ManifestError(f"cannot create the output folder {out.parent}: {why}")
+    if why is not None:
+        raise ManifestError(f"cannot write {out}: {why}")
     return out
 
 
@@ -117,6 +132,10 @@ def write_artifact(out: str | Path, manifest: Manifest | dict, write: Callable[[
     it there); a failure anywhere removes the temporaries and leaves any old artifact in place. The files
     get the usual permissions (mkstemp's 0600 is for secrets; a graph is meant to be shared)."""
     out = check_writable(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ManifestError(f"cannot create the output folder {out.parent}: {e.strerror or e}") from None
     text = json.dumps(manifest, indent=2, sort_keys=True) if isinstance(manifest, dict) else manifest.to_json()
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
