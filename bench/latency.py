@@ -25,8 +25,6 @@ is followed by a busy wait of (F - 1) x its own duration), to show that the gate
 from __future__ import annotations
 
 import os
-import platform
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
@@ -278,21 +276,15 @@ def make_models(name: str, cfg: BenchConfig):
 
 
 def machine_info() -> dict:
-    import onnxruntime
+    """The machine record every bench writes (bench/machine.py) plus what the preset bench also depends on."""
     import torch
 
-    info = {"python": sys.version.split()[0], "platform": platform.platform(), "processor": platform.processor(),
-            "cpus": os.cpu_count(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
-            "threads": {"torch": torch.get_num_threads(), "ort_intra_op": 1},
-            "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
-        info["loadavg_start"] = list(os.getloadavg())
-    except OSError:
-        pass
+    from .machine import machine_info as base
+
+    info = base()
+    info.update(torch=torch.__version__, threads={"torch": torch.get_num_threads(), "ort_intra_op": 1},
+                malloc_env={k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
+                loadavg_start=info.pop("loadavg", []))
     return info
 
 

@@ -26,7 +26,7 @@ def markdown(report: dict) -> str:
     L = []
     m = report["machine"]
     L.append(f"Mode `{report['mode']}`" + (f", command `{report['command']}`" if report.get("command") else "")
-             + f"; {m.get('cpu', m.get('processor', '?'))}, {m.get('cpus')} CPUs, one thread (torch "
+             + f"; {m.get('cpu', m.get('processor', '?'))}, {m.get('cores', m.get('cpus'))} CPUs, one thread (torch "
              f"{m.get('torch')}, onnxruntime {m.get('onnxruntime')}); load average at start "
              f"{', '.join(f'{x:.1f}' for x in m.get('loadavg_start', []))}, at end "
              f"{', '.join(f'{x:.1f}' for x in m.get('loadavg_end', []))}; run took {report['elapsed_s']:.0f} s; "

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from lram.runtime.manifest import Manifest, ManifestError
 from lram.runtime.model_files import embed_manifest, read_manifest, write_artifact
@@ -139,10 +138,6 @@ def replace_nodes(graph: onnx.GraphProto, nodes: list) -> None:
     keep = [i for i in graph.initializer if i.name in used]
     del graph.initializer[:]
     graph.initializer.extend(keep)
-
-
-def graph_bytes(model: onnx.ModelProto) -> int:
-    return sum(numpy_helper.to_array(i).nbytes for i in model.graph.initializer)
 
 
 def save_with_manifest(model: onnx.ModelProto, out: str | Path, manifest: Manifest, extra: dict | None = None) -> Path:
