@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from tqdm import tqdm
 
 from .compare import comparable_state, compare_step, state_error
 from .feeds import AdversarialFeed, SimulatorFeed
@@ -113,7 +114,7 @@ def verify(candidate, reference, steps: int = 10_000, robots: int = 4, seed: int
                      "success is the gate for this precision: lram calibrate)")
 
     windows: list[Window] = []
-    t0, bar = 0, _progress(steps, progress)
+    t0, bar = 0, tqdm(total=steps, desc="verify", unit="step", disable=not progress)
     for phase, n, feed in sources:
         checks, serr = [], None
         for i in range(n):
@@ -166,14 +167,3 @@ def _report(candidate, reference, steps, robots, sources, windows, notes, atol, 
                         exact_agreement=mean("exact_agreement"), near_ties=sum(w.near_ties for w in windows),
                         max_state_error=max_serr, atol=atol, rtol=rtol, passed=not failures, failures=failures,
                         windows=windows, notes=notes)
-
-
-def _progress(total: int, enabled: bool):
-    if not enabled:
-        class _Null:
-            def update(self, n): pass
-            def close(self): pass
-        return _Null()
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc="verify", unit="step")
