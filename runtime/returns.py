@@ -14,7 +14,7 @@ import numbers
 
 import numpy as np
 
-F32_MAX = float(np.finfo(np.float32).max)
+from .input_checks import F32_MAX
 
 
 def check_target(value, where: str = "target_return") -> float:
