@@ -30,7 +30,7 @@ def write_nbits(src: str | Path, dst: str | Path, precision: str) -> dict:
     manifest = read_manifest(src)
     if manifest.precision != "fp32":
         raise GraphError(f"{src} is already {manifest.precision}; quantise the FP32 graph")
-    if manifest.flavour not in ("standard", "ort"):
+    if manifest.flavour not in ("standard", "ort", "native"):
         raise GraphError(f"{src} is the {manifest.flavour!r} flavour; weight-only N-bit graphs start from the "
                          "standard or ort flavour")
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer

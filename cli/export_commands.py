@@ -12,7 +12,20 @@ from lram.runtime.manifest import ManifestError
 
 from .checkpoint_options import checkpoint_options, load_any
 
-DEFAULT_FLAVOUR = "ort"  # the embedded default runtime is ONNX Runtime on the CPU; standard is one flag away
+
+
+def default_flavour() -> str:
+    """The fastest flavour ONNX Runtime's CPU (the embedded default) can run with this install: native where the
+    compiled mLSTM core was built (pip install with a C compiler), else ort. Standard is one flag away."""
+    from lram.runtime.backend import BackendUnavailable
+    from lram.runtime.native_mlstm import load_kernel
+
+    try:
+        load_kernel()
+    except BackendUnavailable:
+        return "ort"
+    return "native"
+
 
 _ERRORS = (ExportError, CheckpointError, ConfigError, ManifestError, FileNotFoundError)
 
@@ -34,8 +47,10 @@ def _batch(value: str) -> int | None:
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="NAME.onnx to write.")
 @click.option("--opset", default=DEFAULT_OPSET, show_default=True, help="ONNX opset (TensorRT 10.3 parses 9-20).")
 @click.option("--batch", default="dynamic", show_default=True, help="A fixed batch size, or 'dynamic'.")
-@click.option("--flavour", type=click.Choice(FLAVOURS), default=DEFAULT_FLAVOUR, show_default=True,
-              help="'ort': the fastest on ONNX Runtime (>= 1.30; its fused LinearAttention for the mLSTM memory); "
+@click.option("--flavour", type=click.Choice(FLAVOURS), default=None,
+              help="'native' (default where this install has the compiled mLSTM core): the fastest on ONNX Runtime's "
+                   "CPU, each mLSTM layer core one node run by compiled code between ONNX Runtime segments; 'ort' "
+                   "(default otherwise): ONNX Runtime >= 1.30 alone, its fused LinearAttention for the mLSTM memory; "
                    "'standard': only ai.onnx ops, for TensorRT, calibration and other runtimes; 'plugin': one "
                    "lram::*CellStep node per cell update for the TensorRT plugins.")
 @click.option("--logits/--no-logits", default=True, show_default=True, help="Also output the raw logits.")
@@ -46,6 +61,7 @@ def export(checkpoint, output, opset, batch, flavour, logits, mode, env, hydra_c
     """Export CHECKPOINT (an lram checkpoint directory, or a reference-code model.zip with --env TASK) to a
     single-step recurrent ONNX graph: one call = one environment step. Needs no simulator."""
     model = load_any(checkpoint, env, hydra_config, decode, obs_dim)
+    flavour = flavour or default_flavour()
     try:
         out = export_onnx(model, output, opset=opset, batch=_batch(batch), with_logits=logits, mode=mode, flavour=flavour)
     except _ERRORS as e:

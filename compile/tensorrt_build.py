@@ -70,10 +70,15 @@ def cuda_device_info() -> dict | None:
     return {"name": name.rstrip("\x00"), "compute_capability": f"{prop.major}.{prop.minor}", "count": int(count)}
 
 
+_ORT_ONLY = {"ort": "ONNX Runtime's contrib LinearAttention", "native": "lram.native layer nodes, run by the CPU runtime"}
+
+
 def refuse_ort_flavour(manifest, onnx_path) -> None:
-    if getattr(manifest, "flavour", None) == "ort":
-        raise BuildError(f"{onnx_path} is the 'ort' flavour (ONNX Runtime's contrib LinearAttention, which TensorRT "
-                         "does not have): export it with 'lram export --flavour standard' (or plugin) for TensorRT")
+    """The ort and native flavours are ONNX Runtime CPU graphs that TensorRT cannot parse."""
+    flavour = getattr(manifest, "flavour", None)
+    if flavour in _ORT_ONLY:
+        raise BuildError(f"{onnx_path} is the '{flavour}' flavour ({_ORT_ONLY[flavour]}, which TensorRT does not have): "
+                         "export it with 'lram export --flavour standard' (or plugin) for TensorRT")
 
 
 def _uses_plugins(onnx_path) -> bool:

@@ -95,14 +95,42 @@ def blocks_last(w: torch.Tensor) -> torch.Tensor:
     return w.permute(1, 2, 0).contiguous()
 
 
+def mlstm_layer_core(x_in, valid0, C, n, m, conv, conv_w, conv_b, w_qk, wv, w_if, b_if, outnorm_w, skip,
+                     T: int, NH: int, DH: int, cell=None):
+    """The mLSTM layer between its up- and down-projection (the unit the native flavour's node replaces).
+
+    x_in [B, T, 2I] is the up-projection's output (the cell's input half, then the gate z); returns the
+    gated cell output [B, T, I] (before the down-projection) and the new (C, n, m, conv). ``cell`` is the
+    memory update (``mlstm_cell`` or a flavour's equivalent)."""
+    cell = cell or mlstm_cell
+    I = NH * DH
+    tok, _ = token_masks(valid0, T)
+    x_m, z = x_in.split(I, dim=-1)
+    xc, conv = causal_conv(x_m, conv, tok, conv_w, conv_b, T)
+    xc = F.silu(xc)
+    qk = headwise_small(xc, w_qk, T)  # [B, T, I/4, 8]
+    half = w_qk.shape[0] // 2
+    q, k = (t.reshape(-1, T, I) for t in qk.split(half, dim=-1))
+    v = headwise_small(x_m, wv, T).reshape(-1, T, I)
+    gates = torch.matmul(torch.cat([q, k, v], dim=-1), w_if) + b_if  # [B, T, 2NH]
+    i_raw, f_raw = gates.split(NH, dim=-1)
+    h, (C, n, m) = cell(q, k, v, i_raw, f_raw, valid0, C, n, m, NH, DH)
+    h = head_norm(h, outnorm_w, T, NH, DH)  # [B, T, I]
+    return (h + skip * xc) * F.silu(z), (C, n, m, conv)
+
+
 class MLSTMBlockStep(nn.Module):
-    """mLSTM block (pre-norm, up-projection, conv, mLSTM cell, gated skip, down-projection, residual)."""
+    """mLSTM block (pre-norm, up-projection, conv, mLSTM cell, gated skip, down-projection, residual).
+
+    ``cell`` replaces the memory update (the ort and plugin flavours), ``core`` the whole layer between the
+    projections (the native flavour: ``mlstm_layer_core``'s signature, with ``folds_reset`` like a cell)."""
 
     kind = "mlstm"
 
-    def __init__(self, block, cell=None):
+    def __init__(self, block, cell=None, core=None):
         super().__init__()
         self.cell = cell or mlstm_cell
+        self.core = core
         layer = block.xlstm
         self.NH = layer.config.num_heads
         self.inner = layer.config._inner_embedding_dim
@@ -124,7 +152,7 @@ class MLSTMBlockStep(nn.Module):
 
     def state_parts(self) -> tuple[StatePart, ...]:
         """In the order forward() takes and returns them."""
-        folded = getattr(self.cell, "folds_reset", ())
+        folded = getattr(self.core or self.cell, "folds_reset", ())
         NH, DH = self.NH, self.DH
         return (StatePart("C", (NH, DH, DH), "memory", "m", "C" in folded),
                 StatePart("n", (NH, DH, 1), "normaliser", "m", "n" in folded),
@@ -132,22 +160,13 @@ class MLSTMBlockStep(nn.Module):
                 StatePart("conv", (self.K, self.inner), "conv_window"))
 
     def forward(self, x, valid0, T: int, C, n, m, conv):
-        NH, DH, I = self.NH, self.DH, self.inner
-        tok, _ = token_masks(valid0, T)
         x_in = torch.matmul(norm(x, self.norm_w), self.w_up)
-        x_m, z = x_in.split(I, dim=-1)
-        xc, conv = causal_conv(x_m, conv, tok, self.conv_w, self.conv_b, T)
-        xc = F.silu(xc)
-        qk = headwise_small(xc, self.w_qk, T)  # [B, T, I/4, 8]
-        half = self.w_qk.shape[0] // 2
-        q, k = (t.reshape(-1, T, I) for t in qk.split(half, dim=-1))
-        v = headwise_small(x_m, self.wv, T).reshape(-1, T, I)
-        gates = torch.matmul(torch.cat([q, k, v], dim=-1), self.w_if) + self.b_if  # [B, T, 2NH]
-        i_raw, f_raw = gates.split(NH, dim=-1)
-        h, (C, n, m) = self.cell(q, k, v, i_raw, f_raw, valid0, C, n, m, NH, DH)
-        h = head_norm(h, self.outnorm_w, T, NH, DH)  # [B, T, I]
-        h = (h + self.skip * xc) * F.silu(z)
-        return x + torch.matmul(h, self.w_down), (C, n, m, conv)
+        weights = (self.conv_w, self.conv_b, self.w_qk, self.wv, self.w_if, self.b_if, self.outnorm_w, self.skip)
+        if self.core is not None:
+            h, state = self.core(x_in, valid0, C, n, m, conv, *weights, T, self.NH, self.DH)
+        else:
+            h, state = mlstm_layer_core(x_in, valid0, C, n, m, conv, *weights, T, self.NH, self.DH, self.cell)
+        return x + torch.matmul(h, self.w_down), state
 
 
 def mlstm_cell(q, k, v, i_raw, f_raw, valid0, C, n, m, NH: int, DH: int):

@@ -81,6 +81,11 @@ def export_graph(graph: StepGraph, out: str | Path, opset: int = DEFAULT_OPSET, 
 
             if foreign != [DOMAIN]:
                 raise ExportError(f"the ort graph must use exactly the {DOMAIN!r} domain besides ONNX, found {foreign}")
+        if flavour == "native":
+            from lram.runtime.native_mlstm import DOMAIN
+
+            if foreign != [DOMAIN]:
+                raise ExportError(f"the native graph must use exactly the {DOMAIN!r} domain besides ONNX, found {foreign}")
         if flavour == "plugin":
             from .plugin_expand import plugin_nodes
 

@@ -17,8 +17,10 @@ from lram.runtime.manifest import StateSpec
 from .cells import MLSTMBlockStep, SLSTMBlockStep, norm
 
 # standard: only ai.onnx ops (TensorRT, any runtime); ort: ONNX Runtime's contrib LinearAttention for the mLSTM
-# memory (ONNX Runtime >= 1.30 only); plugin: one lram::*CellStep node per cell for the TensorRT plugins
-FLAVOURS = ("standard", "ort", "plugin")
+# memory (ONNX Runtime >= 1.30 only); native: one lram.native::MLSTMLayer node per mLSTM layer core, run by
+# compiled code between ONNX Runtime segments (runtime/backend_native.py); plugin: one lram::*CellStep node per
+# cell for the TensorRT plugins
+FLAVOURS = ("standard", "ort", "native", "plugin")
 
 
 # The block step for each kind of block in LRAMConfig.block_types: a new cell type is one entry here plus
@@ -46,15 +48,19 @@ class StepGraph(nn.Module):
         if flavour not in FLAVOURS:
             raise ValueError(f"flavour must be one of {', '.join(FLAVOURS)}, got {flavour!r}")
         self.mode, self.flavour = mode, flavour
-        cells = {}
+        swaps = {}  # block kind -> the block step's replaced parts (its cell, or its whole layer core)
         if flavour == "plugin":  # one lram::*CellStep node per cell update, matched by the TensorRT plugins
             from .plugin_cells import mlstm_cell_plugin, slstm_cell_plugin
 
-            cells = {"mlstm": mlstm_cell_plugin, "slstm": slstm_cell_plugin}
+            swaps = {"mlstm": {"cell": mlstm_cell_plugin}, "slstm": {"cell": slstm_cell_plugin}}
         elif flavour == "ort":  # the mLSTM memory update as ONNX Runtime's fused LinearAttention
             from .ort_cells import mlstm_cell_ort
 
-            cells = {"mlstm": mlstm_cell_ort}
+            swaps = {"mlstm": {"cell": mlstm_cell_ort}}
+        elif flavour == "native":  # the mLSTM layer core as one node for the compiled core; sLSTM stays standard ops
+            from .native_layers import mlstm_core_native
+
+            swaps = {"mlstm": {"core": mlstm_core_native}}
         self.task = task = model.task
         self.config = model.config
         self.parameters_count = model.parameter_count()
@@ -68,7 +74,7 @@ class StepGraph(nn.Module):
         self.w_ret, self.b_ret = p(model.embed_return.weight.t()), p(model.embed_return.bias)
         self.w_rew, self.b_rew = p(model.embed_rewards.weight.t()), p(model.embed_rewards.bias)
         self.ln = model.embed_ln
-        self.blocks = nn.ModuleList(BLOCK_STEPS[kind](b, cells.get(kind))
+        self.blocks = nn.ModuleList(BLOCK_STEPS[kind](b, **swaps.get(kind, {}))
                                     for kind, b in zip(model.config.block_types, model.encoder.layers.blocks))
         self.post_norm_w = p(model.encoder.layers.post_blocks_norm.weight)
         self.w_head, self.b_head = p(model.action_net[0].weight.t()), p(model.action_net[0].bias)

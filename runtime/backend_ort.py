@@ -8,6 +8,7 @@ import onnxruntime as ort
 
 from .backend import BackendUnavailable
 from .graph_check import IOSpec
+from .native_mlstm import DOMAIN as NATIVE_DOMAIN
 
 _ORT_TYPES = {
     "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64", "tensor(uint8)": "uint8",
@@ -22,6 +23,35 @@ def _spec(arg) -> IOSpec:
     return IOSpec(arg.name, _ORT_TYPES.get(arg.type, arg.type), len(shape), shape)
 
 
+class NativeFlavour(BackendUnavailable):
+    """The graph is the native flavour: backends.py opens it with backend_native.NativeOrtBackend instead."""
+
+
+def ort_session(src, threads: int, path, providers=("CPUExecutionProvider",)) -> ort.InferenceSession:
+    """An ONNX Runtime session for ``src`` (a file or serialized bytes; ``path`` names it in errors) with this
+    runtime's settings, or BackendUnavailable saying what to do."""
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(threads)
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    try:
+        return ort.InferenceSession(src, so, providers=list(providers))
+    except Exception as e:  # ORT's own exception types; keep its words, add what to do
+        if "LinearAttention" in str(e):
+            raise BackendUnavailable(
+                f"{path} is the ort flavour (com.microsoft::LinearAttention), which needs onnxruntime >= 1.30 "
+                f"(this is {ort.__version__}): upgrade onnxruntime, or export with --flavour standard") from None
+        if f"{NATIVE_DOMAIN}:" in str(e):
+            raise NativeFlavour(f"{path} is the native flavour ({NATIVE_DOMAIN} cell nodes)") from None
+        if "lram" in str(e):
+            raise BackendUnavailable(
+                f"{path} is the plugin flavour (lram::*CellStep nodes), which is built for the TensorRT plugins; "
+                "for ONNX Runtime export the ort or standard flavour (lram export without --flavour plugin)") from None
+        raise BackendUnavailable(f"ONNX Runtime cannot load {path}: {e}") from None
+
+
 class OrtBackend:
     """ONNX Runtime with an explicit provider list.
 
@@ -33,24 +63,7 @@ class OrtBackend:
     """
 
     def __init__(self, path: str | Path, providers=("CPUExecutionProvider",), threads: int = 1, name: str = "ort-cpu"):
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = int(threads)
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(str(path), so, providers=list(providers))
-        except Exception as e:  # ORT's own exception types; keep its words, add what to do
-            if "LinearAttention" in str(e):
-                raise BackendUnavailable(
-                    f"{path} is the ort flavour (com.microsoft::LinearAttention), which needs onnxruntime >= 1.30 "
-                    f"(this is {ort.__version__}): upgrade onnxruntime, or export with --flavour standard") from None
-            if "lram" in str(e):
-                raise BackendUnavailable(
-                    f"{path} is the plugin flavour (lram::*CellStep nodes), which is built for the TensorRT plugins; "
-                    "for ONNX Runtime export the ort or standard flavour (lram export without --flavour plugin)") from None
-            raise BackendUnavailable(f"ONNX Runtime cannot load {path}: {e}") from None
+        self.session = ort_session(str(path), threads, path, providers)
         self.name = name
         self.providers = self.session.get_providers()
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)

@@ -10,7 +10,8 @@ from pathlib import Path
 import onnxruntime as ort
 
 from .backend import BackendUnavailable
-from .backend_ort import OrtBackend
+from .backend_ort import NativeFlavour, OrtBackend
+from .heap import retain_freed_memory
 
 BACKENDS = ("auto", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt")  # "auto" + the keys of OPENERS
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
@@ -39,12 +40,30 @@ def _tensorrt_backend(path, threads):
     return TensorRTBackend(str(path))
 
 
+def _ort_cpu(path, threads):
+    try:
+        return OrtBackend(path, ["CPUExecutionProvider"], threads, name="ort-cpu")
+    except NativeFlavour:  # ONNX Runtime segments around the compiled mLSTM cells
+        from .backend_native import NativeOrtBackend
+
+        return NativeOrtBackend(path, threads, name="ort-cpu")
+
+
+def _ort_gpu(path, threads, with_tensorrt: bool):
+    name = "ort-trt" if with_tensorrt else "ort-cuda"
+    try:
+        return OrtBackend(path, _cuda_providers(with_tensorrt), threads, name=name)
+    except NativeFlavour as e:
+        raise BackendUnavailable(f"{e}, whose compiled cells run on the CPU: use --backend ort-cpu, or export "
+                                 "--flavour ort or standard for a GPU") from None
+
+
 # Selecting a backend is this table: kind -> opener(path, threads). A new backend is one module implementing
 # runtime.backend.Backend plus one line here.
 OPENERS = {
-    "ort-cpu": lambda path, threads: OrtBackend(path, ["CPUExecutionProvider"], threads, name="ort-cpu"),
-    "ort-cuda": lambda path, threads: OrtBackend(path, _cuda_providers(False), threads, name="ort-cuda"),
-    "ort-trt": lambda path, threads: OrtBackend(path, _cuda_providers(True), threads, name="ort-trt"),
+    "ort-cpu": _ort_cpu,
+    "ort-cuda": lambda path, threads: _ort_gpu(path, threads, False),
+    "ort-trt": lambda path, threads: _ort_gpu(path, threads, True),
     "tensorrt": _tensorrt_backend,
 }
 
@@ -68,4 +87,5 @@ def make_backend(path: str | Path, kind: str = "auto", threads: int = 1):
             kind = "ort-cpu"
     if engine and kind != "tensorrt":
         raise BackendUnavailable(f"{path} is a TensorRT engine; ONNX Runtime backends need the .onnx graph")
+    retain_freed_memory()  # every step returns fresh state arrays: reuse freed blocks, no page faults (heap.py)
     return OPENERS[kind](path, threads)

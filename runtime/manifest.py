@@ -88,7 +88,7 @@ class Manifest:
     opset: int
     model: dict = field(default_factory=dict)  # config, config_hash, parameters
     producer: dict = field(default_factory=dict)
-    flavour: str = "standard"  # "standard" (only the ONNX domain) or "plugin" (lram cell nodes)
+    flavour: str = "standard"  # standard (only ONNX ops), ort (+ com.microsoft contrib ops), native (+ lram.native cells), plugin (lram cell nodes)
     precision: str = "fp32"
     target_return: float | None = None  # default return-to-go target, raw reward units
     format: str = FORMAT

@@ -112,7 +112,7 @@ def test_export_refuses_unknown_flavour(tmp_path, state_model):
         export_onnx(state_model, tmp_path / "x.onnx", flavour="fast")
 
 
-def test_cli_default_is_the_ort_flavour_and_tensorrt_refuses_it(tmp_path, state_model):
+def test_cli_ort_flavour_and_tensorrt_refuses_it(tmp_path, state_model):
     from click.testing import CliRunner
 
     from lram.cli.main import cli
@@ -120,7 +120,7 @@ def test_cli_default_is_the_ort_flavour_and_tensorrt_refuses_it(tmp_path, state_
 
     ckpt = save_checkpoint(state_model, tmp_path / "ckpt")
     runner = CliRunner()
-    res = runner.invoke(cli, ["export", str(ckpt), "-o", str(tmp_path / "p.onnx")])
+    res = runner.invoke(cli, ["export", str(ckpt), "-o", str(tmp_path / "p.onnx"), "--flavour", "ort"])
     assert res.exit_code == 0 and "ort flavour" in res.output, res.output
     assert Manifest.from_json(sidecar_path(tmp_path / "p.onnx").read_text()).flavour == "ort"
     res = runner.invoke(cli, ["compile", "--check", str(tmp_path / "p.onnx")])

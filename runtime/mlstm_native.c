@@ -1,0 +1,377 @@
+/* The native flavour's mLSTM cell: one environment step (a chunk of T tokens) of the stabilised mLSTM for every
+ * (robot, head), in ONE pass over the matrix memory C.
+ *
+ * The math is export/cells.py::mlstm_cell, line for line (same stabiliser, same episode-reset fold: valid0 = 0
+ * means token 0 is the skipped reward token of an episode start and the carried-in C, n, m count as zero).
+ * Why native: ONNX Runtime's fused LinearAttention walks the state about four times per chunk (copy, decay,
+ * rank-1 update per token, readout) and the standard-op chain about seven; here each row of C is read once,
+ * gives the T readouts q_t^T C and is written once as fT C + sum_j kw_j v_j^T. The state never enters ONNX
+ * Runtime: runtime/backend_native.py runs the graph's ONNX segments around these calls.
+ *
+ * Buffers are C-contiguous float32: q, k, v, h [B, T, NH, DH]; igate, fgate [B, T, NH]; valid0 [B];
+ * C [B, NH, DH, DH]; n [B, NH, DH, 1]; m [B, NH, 1, 1]. Outputs are written, inputs never are.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
+#include <stdlib.h>
+#include <string.h>
+
+#define NEG (-1e30f)
+#define TMAX 8
+
+static inline float logsigmoidf(float x) { return x >= 0.f ? -log1pf(expf(-x)) : x - log1pf(expf(x)); }
+
+/* Sums in any order (the 'omp simd' reduction; -fopenmp-simd, no OpenMP runtime): without it the compiler keeps
+ * the written order and these stay scalar chains. */
+__attribute__((noinline)) static float dot(const float *restrict a, const float *restrict b, int n)
+{
+    float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+    for (int i = 0; i < n; i++) acc += a[i] * b[i];
+    return acc;
+}
+
+__attribute__((noinline)) static float sum(const float *restrict a, int n)
+{
+    float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+    for (int i = 0; i < n; i++) acc += a[i];
+    return acc;
+}
+
+__attribute__((noinline)) static float sum_sq_dev(const float *restrict a, float mean, int n)
+{
+    float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+    for (int i = 0; i < n; i++) acc += (a[i] - mean) * (a[i] - mean);
+    return acc;
+}
+
+/* One row of C for a 3-token chunk (the hot loop: everything else is small). Not inlined, so that the
+ * restrict qualifiers hold and the compiler vectorises it: inlined into the caller gcc 12 lost them and ran
+ * it scalar, 8x slower (measured). With AVX and a 32-byte aligned output (runtime/native_mlstm.py allocates
+ * so), the new row is written with streaming stores: C' is never read back in this step, and a plain store
+ * would first read each cache line of the output (a third pass over the state). */
+__attribute__((noinline)) static void c_row3(const float *restrict row, float *restrict out, float *restrict y0,
+                                             float *restrict y1, float *restrict y2, const float *restrict v0,
+                                             const float *restrict v1, const float *restrict v2, float a0, float a1,
+                                             float a2, float w0, float w1, float w2, float fT, int keep, int DH)
+{
+    if (!keep) {
+        for (int d = 0; d < DH; d++) out[d] = w0 * v0[d] + w1 * v1[d] + w2 * v2[d];
+        return;
+    }
+#if defined(__AVX__) && defined(__FMA__)
+    if (((uintptr_t)out & 31) == 0 && (DH & 7) == 0) {
+        const __m256 A0 = _mm256_set1_ps(a0), A1 = _mm256_set1_ps(a1), A2 = _mm256_set1_ps(a2);
+        const __m256 W0 = _mm256_set1_ps(w0), W1 = _mm256_set1_ps(w1), W2 = _mm256_set1_ps(w2), F = _mm256_set1_ps(fT);
+        for (int d = 0; d < DH; d += 8) {
+            const __m256 c = _mm256_loadu_ps(row + d);
+            _mm256_storeu_ps(y0 + d, _mm256_fmadd_ps(A0, c, _mm256_loadu_ps(y0 + d)));
+            _mm256_storeu_ps(y1 + d, _mm256_fmadd_ps(A1, c, _mm256_loadu_ps(y1 + d)));
+            _mm256_storeu_ps(y2 + d, _mm256_fmadd_ps(A2, c, _mm256_loadu_ps(y2 + d)));
+            __m256 o = _mm256_mul_ps(F, c);
+            o = _mm256_fmadd_ps(W0, _mm256_loadu_ps(v0 + d), o);
+            o = _mm256_fmadd_ps(W1, _mm256_loadu_ps(v1 + d), o);
+            o = _mm256_fmadd_ps(W2, _mm256_loadu_ps(v2 + d), o);
+            _mm256_stream_ps(out + d, o);
+        }
+        return;
+    }
+#endif
+    for (int d = 0; d < DH; d++) {
+        const float c = row[d];
+        y0[d] += a0 * c; y1[d] += a1 * c; y2[d] += a2 * c;
+        out[d] = fT * c + w0 * v0[d] + w1 * v1[d] + w2 * v2[d];
+    }
+}
+
+/* One (row b, head h) of the chunked stabilised mLSTM: the math of export/cells.py::mlstm_cell. */
+static void cell_head(int T, int DH, const float *restrict q, const float *restrict k, const float *restrict v,
+                      ptrdiff_t tstride, const float *restrict ig_raw, const float *restrict fg_raw, ptrdiff_t gstride,
+                      float valid0, const float *restrict C, const float *restrict n, float m_in,
+                      float *restrict Cout, float *restrict nout, float *restrict mout, float *restrict h,
+                      float *restrict y /* [T][DH] scratch */)
+{
+    const float keep = valid0 != 0.f ? 1.f : 0.f;
+    const float scale = 1.f / sqrtf((float)DH);
+    float a[TMAX], src[TMAX], mt[TMAX], decay0[TMAX], S[TMAX][TMAX], kwc[TMAX];
+    float acc = 0.f;
+    const float m0 = keep ? m_in : 0.f;
+    for (int t = 0; t < T; t++) {
+        int skip = (t == 0 && !keep);
+        float ig = skip ? ig_raw[t * gstride] + NEG : ig_raw[t * gstride];
+        float lf = skip ? 0.f : logsigmoidf(fg_raw[t * gstride]);
+        acc += lf; a[t] = acc; src[t] = ig - acc;
+    }
+    for (int t = 0; t < T; t++) {
+        float mx = a[t] + m0;
+        for (int j = 0; j <= t; j++) { float l = a[t] + src[j]; if (l > mx) mx = l; }
+        mt[t] = mx;
+        decay0[t] = keep ? expf(a[t] + m0 - mx) : 0.f;
+        for (int j = 0; j <= t; j++) {
+            const float qk = dot(q + t * tstride, k + j * tstride, DH);
+            S[t][j] = qk * scale * expf(a[t] + src[j] - mx);
+        }
+    }
+    const float aT = a[T - 1], mT = mt[T - 1];
+    const float fT = keep ? expf(aT + m0 - mT) : 0.f;
+    for (int j = 0; j < T; j++) kwc[j] = scale * expf(aT + src[j] - mT);
+    /* the one pass over C: the readouts q_t^T C and the new C' = fT C + sum_j kw_j v_j^T */
+    memset(y, 0, sizeof(float) * T * DH);
+    if (T == 3) {
+        for (int i = 0; i < DH; i++)
+            c_row3(C + (ptrdiff_t)i * DH, Cout + (ptrdiff_t)i * DH, y, y + DH, y + 2 * DH, v, v + tstride, v + 2 * tstride,
+                   q[i], q[tstride + i], q[2 * tstride + i], kwc[0] * k[i], kwc[1] * k[tstride + i],
+                   kwc[2] * k[2 * tstride + i], fT, keep, DH);
+    } else {
+        for (int i = 0; i < DH; i++) {
+            const float *restrict row = C + (ptrdiff_t)i * DH; float *restrict out = Cout + (ptrdiff_t)i * DH;
+            for (int d = 0; d < DH; d++) out[d] = keep ? fT * row[d] : 0.f;
+            for (int t = 0; t < T; t++) {
+                const float qi = keep ? q[t * tstride + i] : 0.f, wi = kwc[t] * k[t * tstride + i];
+                const float *vt = v + t * tstride; float *yt = y + t * DH;
+                for (int d = 0; d < DH; d++) { yt[d] += qi * row[d]; out[d] += wi * vt[d]; }
+            }
+        }
+    }
+    /* the q.n readouts, the normalised outputs, then n' */
+    for (int t = 0; t < T; t++) {
+        float qn = 0.f;
+        if (keep) qn = dot(q + t * tstride, n, DH);
+        qn *= decay0[t];
+        float ssum = 0.f;
+        for (int j = 0; j <= t; j++) ssum += S[t][j];
+        qn += ssum;
+        const float denom = fmaxf(fabsf(qn), expf(-mt[t])) + 1e-6f;
+        float *ht = h + t * tstride; const float *yt = y + t * DH;
+        for (int d = 0; d < DH; d++) {
+            float num = decay0[t] * yt[d];
+            for (int j = 0; j <= t; j++) num += S[t][j] * v[j * tstride + d];
+            ht[d] = num / denom;
+        }
+    }
+    for (int d = 0; d < DH; d++) {
+        float x = keep ? fT * n[d] : 0.f;
+        for (int j = 0; j < T; j++) x += kwc[j] * k[j * tstride + d];
+        nout[d] = x;
+    }
+    *mout = mT;
+}
+
+/* exp for the sigmoids of the conv output and the gate z (2 x T x I per robot and block): glibc's expf does
+ * not vectorise without -ffast-math, and scalar calls cost about as much as the rest of the core at batch 16.
+ * Cody-Waite reduction + the degree-6 polynomial of Cephes' expf, exact to ~2 ulp over the clamped range. */
+static inline float vexpf(float x)
+{
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);  /* not fminf/fmaxf: those are calls, not vectorised */
+    const float n = floorf(x * 1.44269504088896341f + 0.5f);
+    const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500E-4f;
+    p = p * r + 1.3981999507E-3f;
+    p = p * r + 8.3334519073E-3f;
+    p = p * r + 4.1665795894E-2f;
+    p = p * r + 1.6666665459E-1f;
+    p = p * r + 5.0000001201E-1f;
+    p = p * r * r + r + 1.0f;
+    union { int32_t i; float f; } s;
+    s.i = ((int32_t)n + 127) << 23;
+    return p * s.f;
+}
+
+static inline float silu(float x) { return x / (1.0f + vexpf(-x)); }
+
+/* The element-wise loops below are small functions kept out of line for the same reason as c_row3: with
+ * restrict pointers that survive, gcc vectorises them. */
+__attribute__((noinline)) static void fma_into(float *restrict o, const float *restrict w, const float *restrict x, int n)
+{
+    for (int c = 0; c < n; c++) o[c] += w[c] * x[c];
+}
+
+__attribute__((noinline)) static void silu_inplace(float *restrict x, int n)
+{
+    for (int c = 0; c < n; c++) x[c] = silu(x[c]);
+}
+
+/* (normalised head output + skip * conv output) * silu(z) */
+__attribute__((noinline)) static void gated_out(float *restrict out, const float *restrict hv, float mean, float rstd,
+                                                const float *restrict scale, const float *restrict skip,
+                                                const float *restrict xc, const float *restrict z, int n)
+{
+    for (int c = 0; c < n; c++) out[c] = ((hv[c] - mean) * rstd * (1.f + scale[c]) + skip[c] * xc[c]) * silu(z[c]);
+}
+
+/* gt[o] = b[o] + sum_e x[e] w[e][o] for G outputs; G = 2 NH is small (8 for 4 heads): accumulate in
+ * registers, a fixed width when it is 8 */
+__attribute__((noinline)) static void gate_preacts(float *restrict gt, const float *restrict x, const float *restrict w,
+                                                   const float *restrict b, int E, int G)
+{
+    if (G == 8) {  /* four accumulators: one would make every FMA wait for the previous one */
+        float a0[8] = {0}, a1[8] = {0}, a2[8] = {0}, a3[8] = {0};
+        int e = 0;
+        for (; e + 4 <= E; e += 4) {
+            const float *we = w + (ptrdiff_t)e * 8;
+            for (int o = 0; o < 8; o++) {
+                a0[o] += x[e] * we[o];
+                a1[o] += x[e + 1] * we[8 + o];
+                a2[o] += x[e + 2] * we[16 + o];
+                a3[o] += x[e + 3] * we[24 + o];
+            }
+        }
+        for (; e < E; e++)
+            for (int o = 0; o < 8; o++) a0[o] += x[e] * w[(ptrdiff_t)e * 8 + o];
+        for (int o = 0; o < 8; o++) gt[o] = b[o] + ((a0[o] + a1[o]) + (a2[o] + a3[o]));
+        return;
+    }
+    for (int o = 0; o < G; o++) gt[o] = b[o];
+    for (int e = 0; e < E; e++)
+        for (int o = 0; o < G; o++) gt[o] += x[e] * w[(ptrdiff_t)e * G + o];
+}
+
+/* The headwise projection: out[b*o + oi] = sum_j x[b*d + j] w[(oi*d + j)*NB + b] for NB blocks of d -> o
+ * (4 x 4 in the mLSTM). Done block-innermost (x de-interleaved to [d][NB], rows of w are over the blocks) so
+ * that every multiply-add is a contiguous vector one; tmp holds (d + o) NB floats. */
+static void headwise(const float *restrict x, const float *restrict w, int o, int d, int NB, float *restrict out,
+                     float *restrict tmp)
+{
+    float *xT = tmp, *oT = tmp + (ptrdiff_t)d * NB;
+    for (int b = 0; b < NB; b++)
+        for (int j = 0; j < d; j++) xT[(ptrdiff_t)j * NB + b] = x[b * d + j];
+    for (int oi = 0; oi < o; oi++) {
+        float *r = oT + (ptrdiff_t)oi * NB;
+        memset(r, 0, sizeof(float) * NB);
+        for (int j = 0; j < d; j++) fma_into(r, w + ((ptrdiff_t)oi * d + j) * NB, xT + (ptrdiff_t)j * NB, NB);
+    }
+    for (int b = 0; b < NB; b++)
+        for (int oi = 0; oi < o; oi++) out[b * o + oi] = oT[(ptrdiff_t)oi * NB + b];
+}
+
+typedef struct {
+    int T, NH, DH, K, I, NB, d;
+    const float *conv_w, *conv_b, *w_qk, *wv, *w_if, *b_if, *outnorm_w, *skip;
+} Layer;
+
+/* One robot: export/cells.py::mlstm_layer_core. scratch: 6 T I + 5 I + 2 T NH + T DH floats. */
+static void layer_row(const Layer *L, const float *x_in, float valid0, const float *C, const float *n, const float *m,
+                      const float *conv, float *h_out, float *Co, float *no, float *mo, float *conv_out, float *scratch)
+{
+    const int T = L->T, I = L->I, K = L->K, NH = L->NH, DH = L->DH, d = L->d, NB = L->NB;
+    const int keep = valid0 != 0.f;
+    float *xc = scratch, *q = xc + T * I, *k = q + T * I, *v = k + T * I, *h = v + T * I, *xm0 = h + T * I;
+    float *cat = xm0 + T * I, *tmp = cat + 3 * I, *g = tmp + 2 * I, *y = g + 2 * T * NH;
+    /* the cell's input half with token 0 zeroed when it is the skipped reward token (the conv window sees
+     * zeros there, as in causal_conv) */
+    for (int t = 0; t < T; t++) {
+        const float s = (t == 0 && !keep) ? 0.f : 1.f;
+        const float *xm = x_in + (ptrdiff_t)t * 2 * I;
+        for (int c = 0; c < I; c++) xm0[t * I + c] = s * xm[c];
+    }
+    /* causal conv over [conv window (K rows), the T new rows]: y_t = b + sum_j w_j full[t + 1 + j] */
+    for (int t = 0; t < T; t++) {
+        float *o = xc + t * I;
+        for (int c = 0; c < I; c++) o[c] = L->conv_b[c];
+        for (int j = 0; j < K; j++) {
+            const int r = t + 1 + j;
+            const float *src = r < K ? conv + (ptrdiff_t)r * I : xm0 + (ptrdiff_t)(r - K) * I;
+            fma_into(o, L->conv_w + (ptrdiff_t)j * I, src, I);
+        }
+        silu_inplace(o, I);
+    }
+    for (int r = T; r < T + K; r++)  /* the new window: the last K rows of full */
+        memcpy(conv_out + (ptrdiff_t)(r - T) * I, r < K ? conv + (ptrdiff_t)r * I : xm0 + (ptrdiff_t)(r - K) * I,
+               sizeof(float) * I);
+    /* headwise q, k (from the conv output) and v (from the raw input half) */
+    for (int t = 0; t < T; t++) {
+        const float *xm = x_in + (ptrdiff_t)t * 2 * I;
+        headwise(xc + t * I, L->w_qk, d, d, NB, q + t * I, tmp);
+        headwise(xc + t * I, L->w_qk + (ptrdiff_t)d * d * NB, d, d, NB, k + t * I, tmp);
+        headwise(xm, L->wv, d, d, NB, v + t * I, tmp);
+    }
+    /* the gate pre-activations: [q, k, v] (3I) @ w_if [3I, 2NH] + b_if; joined per token in cat */
+    const int G = 2 * NH;
+    for (int t = 0; t < T; t++) {
+        memcpy(cat, q + t * I, sizeof(float) * I);
+        memcpy(cat + I, k + t * I, sizeof(float) * I);
+        memcpy(cat + 2 * I, v + t * I, sizeof(float) * I);
+        gate_preacts(g + t * G, cat, L->w_if, L->b_if, 3 * I, G);
+    }
+    for (int hh = 0; hh < NH; hh++)
+        cell_head(T, DH, q + hh * DH, k + hh * DH, v + hh * DH, I, g + hh, g + NH + hh, G, valid0,
+                  C + (ptrdiff_t)hh * DH * DH, n + (ptrdiff_t)hh * DH, m[hh],
+                  Co + (ptrdiff_t)hh * DH * DH, no + (ptrdiff_t)hh * DH, mo + hh, h + hh * DH, y);
+    /* head norm (LayerNorm over each head's DH, scale 1 + w), the learnable skip, the output gate silu(z) */
+    for (int t = 0; t < T; t++) {
+        const float *z = x_in + (ptrdiff_t)t * 2 * I + I;
+        float *out = h_out + (ptrdiff_t)t * I;
+        for (int hh = 0; hh < NH; hh++) {
+            const float *hv = h + t * I + hh * DH;
+            const float mean = sum(hv, DH) / (float)DH, var = sum_sq_dev(hv, mean, DH);
+            const float rstd = 1.f / sqrtf(var / (float)DH + 1e-5f);
+            const int c0 = hh * DH;
+            gated_out(out + c0, hv, mean, rstd, L->outnorm_w + c0, L->skip + c0, xc + t * I + c0, z + c0, DH);
+        }
+    }
+}
+
+static PyObject *mlstm_layer(PyObject *self, PyObject *args)
+{
+    Py_buffer x_in, valid, C, n, m, conv, cw, cb, wqk, wv, wif, bif, onw, skip, h, Co, no, mo, convo;
+    int B, T, NH, DH, K, NB;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*y*y*y*y*y*y*y*y*w*w*w*w*w*iiiiii", &x_in, &valid, &C, &n, &m, &conv,
+                          &cw, &cb, &wqk, &wv, &wif, &bif, &onw, &skip, &h, &Co, &no, &mo, &convo,
+                          &B, &T, &NH, &DH, &K, &NB))
+        return NULL;
+    float *scratch = NULL;
+    const int I = NH * DH;
+    const int d = NB > 0 ? I / NB : 0;
+    if (B < 1 || NH < 1 || DH < 1 || K < 1 || NB < 1 || T < 1 || T > TMAX || d * NB != I) {
+        PyErr_Format(PyExc_ValueError, "mLSTM layer: B=%d T=%d NH=%d DH=%d K=%d blocks=%d out of range (T at most %d)",
+                     B, T, NH, DH, K, NB, TMAX);
+        goto done;
+    }
+    const Py_ssize_t f = 4, BT = (Py_ssize_t)B * T;
+    if (x_in.len != BT * 2 * I * f || valid.len != B * f || C.len != (Py_ssize_t)B * NH * DH * DH * f ||
+        Co.len != C.len || n.len != (Py_ssize_t)B * I * f || no.len != n.len || m.len != (Py_ssize_t)B * NH * f ||
+        mo.len != m.len || conv.len != (Py_ssize_t)B * K * I * f || convo.len != conv.len || h.len != BT * I * f ||
+        cw.len != (Py_ssize_t)K * I * f || cb.len != I * f || wqk.len != (Py_ssize_t)2 * d * d * NB * f ||
+        wv.len != (Py_ssize_t)d * d * NB * f || wif.len != (Py_ssize_t)3 * I * 2 * NH * f || bif.len != 2 * NH * f ||
+        onw.len != I * f || skip.len != I * f) {
+        PyErr_Format(PyExc_ValueError, "mLSTM layer: a buffer does not match B=%d T=%d NH=%d DH=%d K=%d blocks=%d float32",
+                     B, T, NH, DH, K, NB);
+        goto done;
+    }
+    scratch = (float *)malloc(sizeof(float) * ((size_t)6 * T * I + (size_t)5 * I + (size_t)2 * T * NH + (size_t)T * DH));
+    if (!scratch) { PyErr_NoMemory(); goto done; }
+    const Layer L = {T, NH, DH, K, I, NB, d, cw.buf, cb.buf, wqk.buf, wv.buf, wif.buf, bif.buf, onw.buf, skip.buf};
+    Py_BEGIN_ALLOW_THREADS
+    for (int b = 0; b < B; b++) {
+        const ptrdiff_t st = (ptrdiff_t)b * NH;
+        layer_row(&L, (const float *)x_in.buf + (ptrdiff_t)b * T * 2 * I, ((const float *)valid.buf)[b],
+                  (const float *)C.buf + st * DH * DH, (const float *)n.buf + st * DH, (const float *)m.buf + st,
+                  (const float *)conv.buf + (ptrdiff_t)b * K * I, (float *)h.buf + (ptrdiff_t)b * T * I,
+                  (float *)Co.buf + st * DH * DH, (float *)no.buf + st * DH, (float *)mo.buf + st,
+                  (float *)convo.buf + (ptrdiff_t)b * K * I, scratch);
+    }
+#if defined(__AVX__)
+    _mm_sfence();  /* the streaming stores are visible before Python reads C' */
+#endif
+    Py_END_ALLOW_THREADS
+done:
+    free(scratch);
+    Py_buffer *all[] = {&x_in, &valid, &C, &n, &m, &conv, &cw, &cb, &wqk, &wv, &wif, &bif, &onw, &skip, &h, &Co, &no, &mo, &convo};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) PyBuffer_Release(all[i]);
+    if (PyErr_Occurred()) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"mlstm_layer", mlstm_layer, METH_VARARGS, "the native flavour's mLSTM layer core (see runtime/native_cell.py)"},
+    {NULL, NULL, 0, NULL}};
+static struct PyModuleDef mod = {PyModuleDef_HEAD_INIT, "_mlstm_native", NULL, -1, methods};
+PyMODINIT_FUNC PyInit__mlstm_native(void) { return PyModule_Create(&mod); }

@@ -1,0 +1,159 @@
+"""The native flavour: each mLSTM layer core one lram.native::MLSTMLayer node, run by the compiled core between
+ONNX Runtime segments. Equal to PyTorch's core and to the standard flavour (perturbed weights, resets in some
+rows, strongly negative forget gates); the matrix memory never enters ONNX Runtime; clear errors."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from lram.export.cells import mlstm_layer_core
+from lram.export.onnx_export import export_onnx
+from lram.runtime.backend import BackendUnavailable
+from lram.runtime.backends import make_backend
+from lram.runtime.graph_segments import split
+from lram.runtime.manifest import Manifest, sidecar_path
+from lram.runtime.native_mlstm import DOMAIN, OP, load_kernel, mlstm_layer
+from lram.verify.parity import verify
+from lram.verify.runners import CheckpointRunner, GraphRunner
+
+
+def _core_inputs(B, T, NH, DH, K, d, fbias, seed):
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s, scale=1.0: scale * torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
+    I = NH * DH
+    NB = I // d
+    b_if = r(2 * NH, scale=2.0)
+    b_if[NH:] += fbias
+    state = dict(C=r(B, NH, DH, DH), n=r(B, NH, DH, 1).abs(), m=r(B, NH, 1, 1, scale=5.0), conv=r(B, K, I))
+    weights = dict(conv_w=r(K, I), conv_b=r(I), w_qk=r(2 * d, d, NB), wv=r(d, d, NB), w_if=r(3 * I, 2 * NH, scale=0.3),
+                   b_if=b_if, outnorm_w=r(I, scale=0.2), skip=r(I))
+    valid0 = torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0][:B], dtype=torch.float64)  # rows 1 and 3 start an episode
+    return r(B, T, 2 * I, scale=2.0), valid0, state, weights
+
+
+@pytest.mark.parametrize("T", [3, 1])
+@pytest.mark.parametrize("fbias", [0.0, -40.0])
+@pytest.mark.parametrize("NH,DH", [(2, 16), (3, 4)])  # DH 16: the vector path with streaming stores; 4: scalar tails
+def test_compiled_core_equals_pytorch(T, fbias, NH, DH):
+    x_in, valid0, state, weights = _core_inputs(5, T, NH, DH, 4, 4, fbias, seed=T + NH)
+    h_ref, s_ref = mlstm_layer_core(x_in, valid0, *state.values(), *weights.values(), T, NH, DH)
+    f32 = lambda t: t.numpy().astype(np.float32)  # noqa: E731
+    args = [f32(x_in), f32(valid0), *(f32(v) for v in state.values()), *(f32(w) for w in weights.values())]
+    before = [a.copy() for a in args]
+    out = mlstm_layer(load_kernel(), *args)
+    for a, b in zip(args, before):
+        np.testing.assert_array_equal(a, b)  # inputs untouched
+    for got, want in zip(out, (h_ref, *s_ref)):
+        want = want.numpy()
+        np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4 * max(1.0, float(np.abs(want).max())))
+    assert np.abs(h_ref.numpy()).max() > 1e-2 and np.abs(s_ref[0].numpy()).max() > 1e-2  # not vacuous
+    # an episode start (valid0 = 0) sees a zero carried-in memory, whatever the slot held (with one token, the
+    # skipped one, the new memory is zero)
+    assert (np.abs(out[1][1]).max() > 0) == (T > 1)
+    wiped = [a.copy() for a in args]
+    for i in (2, 3):  # C and n of row 1 set to garbage: row 1's results must not change
+        wiped[i][1] = 1e3
+    again = mlstm_layer(load_kernel(), *wiped)
+    for a, b in zip(again, out):
+        np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_compiled_core_names_a_bad_shape():
+    x_in, valid0, state, weights = _core_inputs(2, 3, 2, 8, 4, 4, 0.0, seed=0)
+    args = [t.numpy().astype(np.float32) for t in (x_in, valid0, *state.values(), *weights.values())]
+    args[7] = args[7][:-1]  # conv_b one short
+    with pytest.raises(ValueError, match="conv_b has shape"):
+        mlstm_layer(load_kernel(), *args)
+
+
+def _drive(backend, manifest, steps, B, seed):
+    rng = np.random.default_rng(seed)
+    state = {s.input: np.zeros((B, *s.shape), np.float32) for s in manifest.state}
+    logits = []
+    for t in range(steps):
+        first = np.array([t == 0, t % 9 == 0, t % 14 == 5, t == 0][:B])
+        feeds = {"obs": rng.standard_normal((B, 11)).astype(np.float32),
+                 "rtg": (300 * rng.standard_normal((B, 1))).astype(np.float32),
+                 "prev_reward": rng.standard_normal((B, 1)).astype(np.float32), "first": first, **state}
+        kept = {k: v.copy() for k, v in feeds.items()}
+        res = backend.run(feeds)
+        for k in kept:  # the Backend contract: feeds are neither kept nor modified
+            np.testing.assert_array_equal(feeds[k], kept[k])
+        state = {s.input: res[s.output] for s in manifest.state}
+        logits.append(res["logits"])
+    return np.stack(logits), state
+
+
+@pytest.mark.parametrize("name", ["tiny", "tiny-mlstm"])
+@pytest.mark.parametrize("fbias", [None, -40.0])
+def test_native_flavour_equals_standard_and_pytorch(tmp_path, make, name, fbias):
+    model = make(name, seed=7)
+    if fbias is not None:
+        with torch.no_grad():
+            for block in model.encoder.layers.blocks:
+                if hasattr(block.xlstm, "mlstm_cell"):
+                    block.xlstm.mlstm_cell.fgate.bias.fill_(fbias)
+    std = export_onnx(model, tmp_path / "standard.onnx")
+    native = export_onnx(model, tmp_path / "native.onnx", flavour="native")
+    manifest = Manifest.from_json(sidecar_path(native).read_text())
+    assert manifest.flavour == "native"
+    n_mlstm = sum(kind == "mlstm" for kind in model.config.block_types)
+    assert sum(n.op_type == OP and n.domain == DOMAIN for n in onnx.load(native).graph.node) == n_mlstm
+    a, sa = _drive(make_backend(std, "ort-cpu"), manifest, 40, 4, seed=fbias is None)
+    b, sb = _drive(make_backend(native, "ort-cpu"), manifest, 40, 4, seed=fbias is None)
+    np.testing.assert_allclose(b, a, atol=5e-5, rtol=0)
+    for key in sa:
+        np.testing.assert_allclose(sb[key], sa[key], atol=2e-4, rtol=2e-4)
+    report = verify(GraphRunner(native), CheckpointRunner(model), steps=60, robots=3, env_id="", window=60)
+    assert report.passed and report.action_agreement == 1.0, report
+    assert report.max_abs_logit_diff > 0
+
+
+def test_the_matrix_memory_never_enters_onnx_runtime(tmp_path, make):
+    model = make("tiny", seed=3)
+    native = export_onnx(model, tmp_path / "native.onnx", flavour="native")
+    manifest = Manifest.from_json(sidecar_path(native).read_text())
+    big = {n for s in manifest.state if s.cell == "mlstm" and s.role in ("memory", "normaliser") for n in (s.input, s.output)}
+    stages = split(onnx.load(native), DOMAIN)
+    segments = [st.segment for st in stages if st.segment is not None]
+    assert sum(len(st.natives) for st in stages) == sum(k == "mlstm" for k in model.config.block_types)
+    for seg in segments:
+        assert not big & set(seg.inputs) and not big & set(seg.outputs), (seg.inputs, seg.outputs)
+        assert all(n.domain != DOMAIN for n in seg.model.graph.node)
+    fed = {i for st in stages for node in st.natives for i in node.inputs}
+    assert {s.input for s in manifest.state if s.cell == "mlstm" and s.role == "memory"} <= fed
+
+
+def test_missing_compiled_core_is_a_clear_error(tmp_path, make, monkeypatch):
+    import builtins
+
+    native = export_onnx(make("tiny", seed=1), tmp_path / "native.onnx", flavour="native")
+    real_import = builtins.__import__
+
+    def no_core(name, globals=None, locals=None, fromlist=(), level=0):
+        if "_mlstm_native" in name or "_mlstm_native" in (fromlist or ()):
+            raise ImportError("not built")
+        return real_import(name, globals, locals, fromlist, level)
+
+    monkeypatch.setattr(builtins, "__import__", no_core)
+    with pytest.raises(BackendUnavailable, match="--flavour ort"):
+        make_backend(native, "ort-cpu")
+
+
+def test_cli_default_is_the_native_flavour_and_tensorrt_refuses_it(tmp_path, state_model):
+    from click.testing import CliRunner
+
+    from lram.cli.main import cli
+    from lram.model.checkpoint import save_checkpoint
+
+    ckpt = save_checkpoint(state_model, tmp_path / "ckpt")
+    runner = CliRunner()
+    res = runner.invoke(cli, ["export", str(ckpt), "-o", str(tmp_path / "p.onnx")])
+    assert res.exit_code == 0 and "native flavour" in res.output, res.output
+    assert Manifest.from_json(sidecar_path(tmp_path / "p.onnx").read_text()).flavour == "native"
+    res = runner.invoke(cli, ["compile", "--check", str(tmp_path / "p.onnx")])
+    assert res.exit_code != 0 and "--flavour standard" in res.output and "Traceback" not in res.output
+    res = runner.invoke(cli, ["verify", str(tmp_path / "p.onnx"), "--against", str(ckpt), "--steps", "50"])
+    assert res.exit_code == 0 and "PASS" in res.output, res.output
