@@ -9,7 +9,7 @@ OUT := artifacts
 
 .PHONY: demo test bench bench-baseline bench-presets reference clean
 
-$(STAMP): pyproject.toml constraints.txt setup.py runtime/mlstm_native.c
+$(STAMP): pyproject.toml constraints.txt setup.py runtime/xlstm_native.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# constraints.txt pins torch to the CPU wheel; any other spec may pull a multi-GB CUDA build

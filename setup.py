@@ -1,4 +1,4 @@
-"""The one compiled part of the package: the native flavour's mLSTM cell (runtime/mlstm_native.c).
+"""The one compiled part of the package: the native flavour's mLSTM cell (runtime/xlstm_native.c).
 
 Everything else is in pyproject.toml. The extension is optional: where no C compiler exists the install still
 succeeds, and only the native flavour is unavailable (the runtime says so and names the ort flavour).
@@ -14,5 +14,5 @@ flags = ["-O3", "-fopenmp-simd"]  # the simd pragmas of the reductions; no OpenM
 if platform.machine().lower() in ("x86_64", "amd64"):
     flags += ["-mavx2", "-mfma"]
 
-setup(ext_modules=[Extension("lram.runtime._mlstm_native", ["runtime/mlstm_native.c"], extra_compile_args=flags,
+setup(ext_modules=[Extension("lram.runtime._xlstm_native", ["runtime/xlstm_native.c"], extra_compile_args=flags,
                              optional=True)])

@@ -16,12 +16,12 @@ from .checkpoint_options import checkpoint_options, load_any
 
 def default_flavour() -> str:
     """The fastest flavour ONNX Runtime's CPU (the embedded default) can run with this install: native where the
-    compiled mLSTM core was built (pip install with a C compiler), else ort. Standard is one flag away."""
+    compiled xLSTM cores were built (pip install with a C compiler), else ort. Standard is one flag away."""
     from lram.runtime.backend import BackendUnavailable
-    from lram.runtime.native_mlstm import load_kernel
+    from lram.runtime.native_xlstm import load_kernels
 
     try:
-        load_kernel()
+        load_kernels()
     except BackendUnavailable:
         return "ort"
     return "native"
@@ -48,8 +48,8 @@ def _batch(value: str) -> int | None:
 @click.option("--opset", default=DEFAULT_OPSET, show_default=True, help="ONNX opset (TensorRT 10.3 parses 9-20).")
 @click.option("--batch", default="dynamic", show_default=True, help="A fixed batch size, or 'dynamic'.")
 @click.option("--flavour", type=click.Choice(FLAVOURS), default=None,
-              help="'native' (default where this install has the compiled mLSTM core): the fastest on ONNX Runtime's "
-                   "CPU, each mLSTM layer core one node run by compiled code between ONNX Runtime segments; 'ort' "
+              help="'native' (default where this install has the compiled xLSTM cores): the fastest on ONNX Runtime's "
+                   "CPU, each xLSTM layer core one node run by compiled code between ONNX Runtime segments; 'ort' "
                    "(default otherwise): ONNX Runtime >= 1.30 alone, its fused LinearAttention for the mLSTM memory; "
                    "'standard': only ai.onnx ops, for TensorRT, calibration and other runtimes; 'plugin': one "
                    "lram::*CellStep node per cell update for the TensorRT plugins.")

@@ -213,8 +213,33 @@ def mlstm_cell(q, k, v, i_raw, f_raw, valid0, C, n, m, NH: int, DH: int):
 mlstm_cell.folds_reset = ("C", "n")  # see above: the carried-in state is weighted by keep, never rewritten
 
 
+def heads(x: torch.Tensor, w: torch.Tensor, T: int, NH: int, DH: int) -> torch.Tensor:
+    """x [B, T, NH*DH] -> [B, T, 2, NH, DH] through per-head [DH, 2DH] weights w [NH, DH, 2DH]."""
+    xh = x.reshape(-1, NH, DH).transpose(0, 1)  # [NH, B*T, DH]
+    y = torch.matmul(xh, w)  # [NH, B*T, 2DH]
+    return y.reshape(NH, -1, T, 2, DH).permute(1, 2, 3, 0, 4)
+
+
+def slstm_layer_core(xn, valid0, h, c, n, m, conv, conv_w, conv_b, w_if, w_zo, R, bias, gn_w, T: int, NH: int,
+                     DH: int, cell=None):
+    """The sLSTM layer between its pre-norm and the residual add.
+
+    xn [B, T, H] is the normed block input; returns the group-normed cell output [B, T, H] and the new
+    (h, c, n, m, conv). ``cell`` is the recurrence (``slstm_cell`` or a flavour's equivalent)."""
+    cell = cell or slstm_cell
+    H = NH * DH
+    tok, _ = token_masks(valid0, T)
+    xc, conv = causal_conv(xn, conv, tok, conv_w, conv_b, T)
+    xc = F.silu(xc)
+    wx = torch.cat([heads(xc, w_if, T, NH, DH), heads(xn, w_zo, T, NH, DH)], dim=2)  # [B, T, 4, NH, DH]
+    y, (h, c, n, m) = cell(wx.reshape(-1, T, 4 * H), valid0, h, c, n, m, R, bias, NH, DH)
+    return head_norm(y.reshape(-1, T, NH, DH), gn_w, T, NH, DH), (h, c, n, m, conv)
+
+
 class SLSTMBlockStep(nn.Module):
-    """sLSTM block (pre-norm, conv, headwise gates, recurrent cell, group norm, residual, gated-GELU FFN)."""
+    """sLSTM block (pre-norm, conv, headwise gates, recurrent cell, group norm, residual, gated-GELU FFN).
+
+    ``cell`` replaces the recurrence (the plugin and native flavours)."""
 
     kind = "slstm"
 
@@ -248,23 +273,14 @@ class SLSTMBlockStep(nn.Module):
         return (StatePart("h", H, "hidden"), StatePart("c", H, "memory", "m"), StatePart("n", H, "normaliser", "m"),
                 StatePart("m", H, "stabiliser"), StatePart("conv", (self.K, self.H), "conv_window"))
 
-    def _heads(self, x, w, T: int):  # x [B, T, H] -> [B, T, 2, NH, DH] through per-head [DH, 2DH] weights
-        xh = x.reshape(-1, self.NH, self.DH).transpose(0, 1)  # [NH, B*T, DH]
-        y = torch.matmul(xh, w)  # [NH, B*T, 2DH]
-        return y.reshape(self.NH, -1, T, 2, self.DH).permute(1, 2, 3, 0, 4)
-
     def forward(self, x, valid0, T: int, h, c, n, m, conv):
-        tok, _ = token_masks(valid0, T)
         xn = norm(x, self.norm_w)
-        xc, conv = causal_conv(xn, conv, tok, self.conv_w, self.conv_b, T)
-        xc = F.silu(xc)
-        wx = torch.cat([self._heads(xc, self.w_if, T), self._heads(xn, self.w_zo, T)], dim=2)  # [B, T, 4, NH, DH]
-        y, (h, c, n, m) = self.cell(wx.reshape(-1, T, 4 * self.H), valid0, h, c, n, m, self.R, self.bias,
-                                    self.NH, self.DH)
-        x = x + head_norm(y.reshape(-1, T, self.NH, self.DH), self.gn_w, T, self.NH, self.DH)
+        y, state = slstm_layer_core(xn, valid0, h, c, n, m, conv, self.conv_w, self.conv_b, self.w_if, self.w_zo,
+                                    self.R, self.bias, self.gn_w, T, self.NH, self.DH, self.cell)
+        x = x + y
         up = torch.matmul(norm(x, self.ffn_norm_w), self.w_ffn_up)
         gate, up = up.split(self.ffn_dim, dim=-1)
-        return x + torch.matmul(F.gelu(gate) * up, self.w_ffn_down), (h, c, n, m, conv)
+        return x + torch.matmul(F.gelu(gate) * up, self.w_ffn_down), state
 
 
 def slstm_cell(wx, valid0, h, c, n, m, R, bias, NH: int, DH: int):

@@ -82,7 +82,7 @@ def export_graph(graph: StepGraph, out: str | Path, opset: int = DEFAULT_OPSET, 
             if foreign != [DOMAIN]:
                 raise ExportError(f"the ort graph must use exactly the {DOMAIN!r} domain besides ONNX, found {foreign}")
         if flavour == "native":
-            from lram.runtime.native_mlstm import DOMAIN
+            from lram.runtime.native_xlstm import DOMAIN
 
             if foreign != [DOMAIN]:
                 raise ExportError(f"the native graph must use exactly the {DOMAIN!r} domain besides ONNX, found {foreign}")

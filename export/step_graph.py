@@ -17,8 +17,8 @@ from lram.runtime.manifest import StateSpec
 from .cells import MLSTMBlockStep, SLSTMBlockStep, norm
 
 # standard: only ai.onnx ops (TensorRT, any runtime); ort: ONNX Runtime's contrib LinearAttention for the mLSTM
-# memory (ONNX Runtime >= 1.30 only); native: one lram.native::MLSTMLayer node per mLSTM layer core, run by
-# compiled code between ONNX Runtime segments (runtime/backend_native.py); plugin: one lram::*CellStep node per
+# memory (ONNX Runtime >= 1.30 only); native: one lram.native::MLSTMLayer node per mLSTM layer core and one
+# SLSTMCell per sLSTM recurrence, run by compiled code between ONNX Runtime segments (backend_native.py); plugin: one lram::*CellStep node per
 # cell for the TensorRT plugins
 FLAVOURS = ("standard", "ort", "native", "plugin")
 
@@ -57,10 +57,10 @@ class StepGraph(nn.Module):
             from .ort_cells import mlstm_cell_ort
 
             swaps = {"mlstm": {"cell": mlstm_cell_ort}}
-        elif flavour == "native":  # the mLSTM layer core as one node for the compiled core; sLSTM stays standard ops
-            from .native_layers import mlstm_core_native
+        elif flavour == "native":  # the mLSTM layer core and the sLSTM recurrence as nodes for compiled code
+            from .native_layers import mlstm_core_native, slstm_cell_native
 
-            swaps = {"mlstm": {"core": mlstm_core_native}}
+            swaps = {"mlstm": {"core": mlstm_core_native}, "slstm": {"cell": slstm_cell_native}}
         self.task = task = model.task
         self.config = model.config
         self.parameters_count = model.parameter_count()

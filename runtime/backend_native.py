@@ -1,8 +1,8 @@
-"""The native flavour on ONNX Runtime's CPU (implements runtime.backend.Backend): ONNX segments + compiled cells.
+"""The native flavour on ONNX Runtime's CPU (implements runtime.backend.Backend): ONNX segments + compiled layers.
 
 The graph is cut at its ``lram.native`` nodes (graph_segments.split); each ONNX segment is an ONNX Runtime
-session with the same settings as OrtBackend, each native node a call of the compiled mLSTM layer core
-(native_mlstm.py). One ``run`` is one step of the whole graph, as for any backend: same inputs, same outputs,
+session with the same settings as OrtBackend, each native node a call of the compiled layer core
+(native_xlstm.py). One ``run`` is one step of the whole graph, as for any backend: same inputs, same outputs,
 the feeds never modified, fresh output arrays.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 from .backend import BackendUnavailable
 from .backend_ort import ort_session
 from .graph_check import IOSpec
-from .native_mlstm import DOMAIN, OP, load_kernel, mlstm_layer
+from .native_xlstm import DOMAIN, LAYERS, load_kernels
 
 _NP_TYPES = {1: "float32", 10: "float16", 11: "float64", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 9: "bool"}
 
@@ -34,12 +34,12 @@ class NativeOrtBackend:
                                      "onnx package (pip install onnx), or export with --flavour ort") from None
         from .graph_segments import split
 
-        kernel = load_kernel()
+        kernels = load_kernels()
         try:
             model = onnx.load(str(path))
         except Exception as e:
             raise BackendUnavailable(f"cannot read {path} as an ONNX graph: {e}") from None
-        unknown = sorted({n.op_type for n in model.graph.node if n.domain == DOMAIN and n.op_type != OP})
+        unknown = sorted({n.op_type for n in model.graph.node if n.domain == DOMAIN and n.op_type not in LAYERS})
         if unknown:
             raise BackendUnavailable(f"{path} has {DOMAIN} nodes this runtime does not know: {unknown}; update lram-deploy")
         self.name = name
@@ -47,7 +47,7 @@ class NativeOrtBackend:
         self.inputs = [_spec(i) for i in model.graph.input]
         self.outputs = [_spec(o) for o in model.graph.output]
         self._out_names = [o.name for o in self.outputs]
-        self._kernel = kernel
+        self._kernels = kernels
         self._stages = []
         for stage in split(model, DOMAIN):
             seg = stage.segment
@@ -63,7 +63,7 @@ class NativeOrtBackend:
                 env.update(zip(seg.outputs, session.run(seg.outputs, {i: env[i] for i in seg.inputs})))
             for node in natives:
                 args = (node.weights[i] if i in node.weights else env[i] for i in node.inputs)
-                env.update(zip(node.outputs, mlstm_layer(self._kernel, *args)))
+                env.update(zip(node.outputs, LAYERS[node.op](self._kernels, *args)))
         return {o: env[o] for o in self._out_names}
 
     def close(self) -> None:

@@ -8,7 +8,7 @@ import onnxruntime as ort
 
 from .backend import BackendUnavailable
 from .graph_check import IOSpec
-from .native_mlstm import DOMAIN as NATIVE_DOMAIN
+from .native_xlstm import DOMAIN as NATIVE_DOMAIN
 
 _ORT_TYPES = {
     "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64", "tensor(uint8)": "uint8",

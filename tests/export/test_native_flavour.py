@@ -1,6 +1,6 @@
-"""The native flavour: each mLSTM layer core one lram.native::MLSTMLayer node, run by the compiled core between
-ONNX Runtime segments. Equal to PyTorch's core and to the standard flavour (perturbed weights, resets in some
-rows, strongly negative forget gates); the matrix memory never enters ONNX Runtime; clear errors."""
+"""The native flavour: each xLSTM layer core one lram.native node, run by the compiled cores between ONNX Runtime
+segments. Equal to PyTorch's cores and to the standard flavour (perturbed weights, resets in some rows, strongly
+negative forget gates); the matrix memory never enters ONNX Runtime; clear errors."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,13 +8,14 @@ import onnx
 import pytest
 import torch
 
-from lram.export.cells import mlstm_layer_core
+from lram.export.cells import mlstm_layer_core, slstm_cell
 from lram.export.onnx_export import export_onnx
 from lram.runtime.backend import BackendUnavailable
 from lram.runtime.backends import make_backend
 from lram.runtime.graph_segments import split
 from lram.runtime.manifest import Manifest, sidecar_path
-from lram.runtime.native_mlstm import DOMAIN, OP, load_kernel, mlstm_layer
+from lram.runtime.native_xlstm import DOMAIN, MLSTM_OP, SLSTM_OP, load_kernels, mlstm_layer
+from lram.runtime.native_xlstm import slstm_cell as native_slstm_cell
 from lram.verify.parity import verify
 from lram.verify.runners import CheckpointRunner, GraphRunner
 
@@ -42,7 +43,7 @@ def test_compiled_core_equals_pytorch(T, fbias, NH, DH):
     f32 = lambda t: t.numpy().astype(np.float32)  # noqa: E731
     args = [f32(x_in), f32(valid0), *(f32(v) for v in state.values()), *(f32(w) for w in weights.values())]
     before = [a.copy() for a in args]
-    out = mlstm_layer(load_kernel(), *args)
+    out = mlstm_layer(load_kernels(), *args)
     for a, b in zip(args, before):
         np.testing.assert_array_equal(a, b)  # inputs untouched
     for got, want in zip(out, (h_ref, *s_ref)):
@@ -55,9 +56,40 @@ def test_compiled_core_equals_pytorch(T, fbias, NH, DH):
     wiped = [a.copy() for a in args]
     for i in (2, 3):  # C and n of row 1 set to garbage: row 1's results must not change
         wiped[i][1] = 1e3
-    again = mlstm_layer(load_kernel(), *wiped)
+    again = mlstm_layer(load_kernels(), *wiped)
     for a, b in zip(again, out):
         np.testing.assert_array_equal(a[1], b[1])
+
+
+@pytest.mark.parametrize("T", [3, 1])
+@pytest.mark.parametrize("fbias", [0.0, -40.0, 30.0])
+@pytest.mark.parametrize("NH,DH", [(2, 16), (3, 5)])
+def test_compiled_slstm_cell_equals_pytorch(T, fbias, NH, DH):
+    g = torch.Generator().manual_seed(T + NH)
+    r = lambda *s, scale=1.0: scale * torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
+    B, H = 5, NH * DH
+    wx = r(B, T, 4 * H, scale=2.0)
+    bias = r(4 * H)
+    bias[H : 2 * H] += fbias  # the f gate (gate order i, f, z, o)
+    n = r(B, H).abs() + 0.1
+    n[0, :3] = 0.0  # fresh units: the stabiliser takes i as it is
+    state = (r(B, H), r(B, H), n, r(B, H, scale=3.0))
+    R = r(NH, 4 * DH, DH, scale=0.5)
+    valid0 = torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0], dtype=torch.float64)
+    y_ref, s_ref = slstm_cell(wx, valid0, *state, R, bias, NH, DH)
+    f32 = lambda t: t.numpy().astype(np.float32)  # noqa: E731
+    args = [f32(wx), f32(valid0), *(f32(x) for x in state), f32(R.transpose(1, 2).contiguous()), f32(bias)]
+    before = [a.copy() for a in args]
+    out = native_slstm_cell(load_kernels(), *args)
+    for a, b in zip(args, before):
+        np.testing.assert_array_equal(a, b)
+    for got, want in zip(out, (y_ref, *s_ref)):
+        want = want.numpy()
+        np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4 * max(1.0, float(np.abs(want).max())))
+    assert np.abs(y_ref.numpy()).max() > 1e-2  # not vacuous
+    if T == 1:  # row 1's only token is the skipped one: its state passes through unchanged
+        for got, old in zip(out[1:], args[2:6]):
+            np.testing.assert_array_equal(got[1], old[1])
 
 
 def test_compiled_core_names_a_bad_shape():
@@ -65,7 +97,7 @@ def test_compiled_core_names_a_bad_shape():
     args = [t.numpy().astype(np.float32) for t in (x_in, valid0, *state.values(), *weights.values())]
     args[7] = args[7][:-1]  # conv_b one short
     with pytest.raises(ValueError, match="conv_b has shape"):
-        mlstm_layer(load_kernel(), *args)
+        mlstm_layer(load_kernels(), *args)
 
 
 def _drive(backend, manifest, steps, B, seed):
@@ -100,7 +132,9 @@ def test_native_flavour_equals_standard_and_pytorch(tmp_path, make, name, fbias)
     manifest = Manifest.from_json(sidecar_path(native).read_text())
     assert manifest.flavour == "native"
     n_mlstm = sum(kind == "mlstm" for kind in model.config.block_types)
-    assert sum(n.op_type == OP and n.domain == DOMAIN for n in onnx.load(native).graph.node) == n_mlstm
+    nodes = [n for n in onnx.load(native).graph.node if n.domain == DOMAIN]
+    assert sum(n.op_type == MLSTM_OP for n in nodes) == n_mlstm
+    assert sum(n.op_type == SLSTM_OP for n in nodes) == len(model.config.block_types) - n_mlstm
     a, sa = _drive(make_backend(std, "ort-cpu"), manifest, 40, 4, seed=fbias is None)
     b, sb = _drive(make_backend(native, "ort-cpu"), manifest, 40, 4, seed=fbias is None)
     np.testing.assert_allclose(b, a, atol=5e-5, rtol=0)
@@ -118,7 +152,7 @@ def test_the_matrix_memory_never_enters_onnx_runtime(tmp_path, make):
     big = {n for s in manifest.state if s.cell == "mlstm" and s.role in ("memory", "normaliser") for n in (s.input, s.output)}
     stages = split(onnx.load(native), DOMAIN)
     segments = [st.segment for st in stages if st.segment is not None]
-    assert sum(len(st.natives) for st in stages) == sum(k == "mlstm" for k in model.config.block_types)
+    assert sum(len(st.natives) for st in stages) == len(model.config.block_types)
     for seg in segments:
         assert not big & set(seg.inputs) and not big & set(seg.outputs), (seg.inputs, seg.outputs)
         assert all(n.domain != DOMAIN for n in seg.model.graph.node)
@@ -133,7 +167,7 @@ def test_missing_compiled_core_is_a_clear_error(tmp_path, make, monkeypatch):
     real_import = builtins.__import__
 
     def no_core(name, globals=None, locals=None, fromlist=(), level=0):
-        if "_mlstm_native" in name or "_mlstm_native" in (fromlist or ()):
+        if "_xlstm_native" in name or "_xlstm_native" in (fromlist or ()):
             raise ImportError("not built")
         return real_import(name, globals, locals, fromlist, level)
 

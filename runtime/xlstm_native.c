@@ -55,7 +55,7 @@ __attribute__((noinline)) static float sum_sq_dev(const float *restrict a, float
 
 /* One row of C for a 3-token chunk (the hot loop: everything else is small). Not inlined, so that the
  * restrict qualifiers hold and the compiler vectorises it: inlined into the caller gcc 12 lost them and ran
- * it scalar, 8x slower (measured). With AVX and a 32-byte aligned output (runtime/native_mlstm.py allocates
+ * it scalar, 8x slower (measured). With AVX and a 32-byte aligned output (runtime/native_xlstm.py allocates
  * so), the new row is written with streaming stores: C' is never read back in this step, and a plain store
  * would first read each cache line of the output (a third pass over the state). */
 __attribute__((noinline)) static void c_row3(const float *restrict row, float *restrict out, float *restrict y0,
@@ -319,8 +319,138 @@ static void layer_row(const Layer *L, const float *x_in, float valid0, const flo
     }
 }
 
+/* ---- the sLSTM recurrence: export/cells.py::slstm_cell ----------------------------------------------------- */
+
+/* log(1 + u) for u in [0, 1] (the softplus inside logsigmoid): Cephes' logf on 1 + u without forming 1 + u - 1,
+ * so small u keep their precision; branch-free so that it vectorises. */
+static inline float vlog1p_unit(float u)
+{
+    const int big = u > 0.41421356f;                       /* 1 + u > sqrt(2): use (1 + u) / 2 */
+    const float x = big ? 0.5f * (u - 1.0f) : u, e = big ? 1.0f : 0.0f, z = x * x;
+    float y = 7.0376836292E-2f;
+    y = y * x - 1.1514610310E-1f;
+    y = y * x + 1.1676998740E-1f;
+    y = y * x - 1.2420140846E-1f;
+    y = y * x + 1.4249322787E-1f;
+    y = y * x - 1.6668057665E-1f;
+    y = y * x + 2.0000714765E-1f;
+    y = y * x - 2.4999993993E-1f;
+    y = y * x + 3.3333331174E-1f;
+    y = y * x * z;
+    y += -2.12194440e-4f * e;
+    y += -0.5f * z;
+    return x + y + 0.693359375f * e;
+}
+
+/* y += a * x, the shape of a row of a small matrix product */
+__attribute__((noinline)) static void axpy(float *restrict y, float a, const float *restrict x, int n)
+{
+    for (int c = 0; c < n; c++) y[c] += a * x[c];
+}
+
+__attribute__((noinline)) static void add_into(float *restrict y, const float *restrict x, int n)
+{
+    for (int c = 0; c < n; c++) y[c] += x[c];
+}
+
+/* The sLSTM's pointwise update of H units for one token (cells.slstm_pointwise), in place on h, c, n, m;
+ * raw holds the (i, f, z, o) pre-activations, H each. */
+__attribute__((noinline)) static void slstm_pointwise(const float *restrict raw, float *restrict h, float *restrict c,
+                                                      float *restrict n, float *restrict m, int H)
+{
+    for (int u = 0; u < H; u++) {
+        const float i_raw = raw[u], f_raw = raw[H + u], z_raw = raw[2 * H + u], o_raw = raw[3 * H + u];
+        const float logsig_f = (f_raw < 0.f ? f_raw : 0.f) - vlog1p_unit(vexpf(-fabsf(f_raw)));
+        const float logfm = m[u] + logsig_f;
+        const float m_new = n[u] == 0.f ? i_raw : (i_raw > logfm ? i_raw : logfm);
+        float ig = vexpf(i_raw - m_new), fg = vexpf(logfm - m_new);
+        ig = ig < 1.f ? ig : 1.f;
+        fg = fg < 1.f ? fg : 1.f;
+        const float ez = vexpf(-2.f * fabsf(z_raw)), tz = (1.f - ez) / (1.f + ez);
+        const float c_new = fg * c[u] + ig * (z_raw < 0.f ? -tz : tz);
+        const float n_new = fg * n[u] + ig;
+        h[u] = c_new / n_new / (1.f + vexpf(-o_raw));
+        c[u] = c_new;
+        n[u] = n_new;
+        m[u] = m_new;
+    }
+}
+
+/* The sLSTM recurrence for all robots, token by token (export/cells.py::slstm_cell). The recurrent product is
+ * a small GEMM per head, h [B, DH] x Rt [DH, 4DH], done row of Rt by row of Rt across the robots, so that each
+ * row is read once per token, not once per robot. acc: B x 4DH floats, raw: B x 4H floats. */
+static void slstm_cell_all(int B, int T, int NH, int DH, const float *wx, const float *valid, const float *Rt,
+                           const float *bias, float *y, float *h, float *c, float *n, float *m, float *acc, float *raw)
+{
+    const int H = NH * DH, G = 4 * DH;
+    for (int t = 0; t < T; t++) {
+        for (int b = 0; b < B; b++) {
+            const float *w = wx + ((ptrdiff_t)b * T + t) * 4 * H;
+            float *r = raw + (ptrdiff_t)b * 4 * H;
+            for (int u = 0; u < 4 * H; u++) r[u] = w[u] + bias[u];
+        }
+        for (int hd = 0; hd < NH; hd++) {
+            memset(acc, 0, sizeof(float) * (size_t)B * G);
+            for (int k = 0; k < DH; k++) {
+                const float *row = Rt + ((ptrdiff_t)hd * DH + k) * G;  /* (gate, dh) of head hd for input unit k */
+                for (int b = 0; b < B; b++) axpy(acc + (ptrdiff_t)b * G, h[(ptrdiff_t)b * H + hd * DH + k], row, G);
+            }
+            for (int b = 0; b < B; b++)
+                for (int g = 0; g < 4; g++)
+                    add_into(raw + (ptrdiff_t)b * 4 * H + g * H + hd * DH, acc + (ptrdiff_t)b * G + g * DH, DH);
+        }
+        for (int b = 0; b < B; b++) {
+            const ptrdiff_t s = (ptrdiff_t)b * H;
+            if (t > 0 || valid[b] != 0.f)  /* a skipped token 0 leaves the state as it was */
+                slstm_pointwise(raw + 4 * s, h + s, c + s, n + s, m + s, H);
+            memcpy(y + ((ptrdiff_t)b * T + t) * H, h + s, sizeof(float) * H);
+        }
+    }
+}
+
+static PyObject *slstm_cell(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer wx, valid, h, c, n, m, Rt, bias, y, ho, co, no, mo;
+    int B, T, NH, DH;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*y*y*w*w*w*w*w*iiii", &wx, &valid, &h, &c, &n, &m, &Rt, &bias, &y, &ho, &co,
+                          &no, &mo, &B, &T, &NH, &DH))
+        return NULL;
+    float *scratch = NULL;
+    const int H = NH * DH;
+    if (B < 1 || NH < 1 || DH < 1 || T < 1) {
+        PyErr_Format(PyExc_ValueError, "sLSTM cell: B=%d T=%d NH=%d DH=%d out of range", B, T, NH, DH);
+        goto done;
+    }
+    const Py_ssize_t f = 4, BH = (Py_ssize_t)B * H * f;
+    if (wx.len != (Py_ssize_t)T * 4 * BH || y.len != (Py_ssize_t)T * BH || valid.len != B * f || h.len != BH ||
+        c.len != BH || n.len != BH || m.len != BH || ho.len != BH || co.len != BH || no.len != BH || mo.len != BH ||
+        Rt.len != (Py_ssize_t)H * 4 * DH * f || bias.len != 4 * H * f) {
+        PyErr_Format(PyExc_ValueError, "sLSTM cell: a buffer does not match B=%d T=%d NH=%d DH=%d float32", B, T, NH, DH);
+        goto done;
+    }
+    scratch = (float *)malloc(sizeof(float) * ((size_t)B * 4 * DH + (size_t)B * 4 * H));
+    if (!scratch) { PyErr_NoMemory(); goto done; }
+    /* the new state starts as the old one and is updated in place (the inputs are never written) */
+    memcpy(ho.buf, h.buf, BH);
+    memcpy(co.buf, c.buf, BH);
+    memcpy(no.buf, n.buf, BH);
+    memcpy(mo.buf, m.buf, BH);
+    Py_BEGIN_ALLOW_THREADS
+    slstm_cell_all(B, T, NH, DH, wx.buf, valid.buf, Rt.buf, bias.buf, y.buf, ho.buf, co.buf, no.buf, mo.buf, scratch,
+                   scratch + (size_t)B * 4 * DH);
+    Py_END_ALLOW_THREADS
+done:
+    free(scratch);
+    Py_buffer *all[] = {&wx, &valid, &h, &c, &n, &m, &Rt, &bias, &y, &ho, &co, &no, &mo};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) PyBuffer_Release(all[i]);
+    if (PyErr_Occurred()) return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyObject *mlstm_layer(PyObject *self, PyObject *args)
 {
+    (void)self;
     Py_buffer x_in, valid, C, n, m, conv, cw, cb, wqk, wv, wif, bif, onw, skip, h, Co, no, mo, convo;
     int B, T, NH, DH, K, NB;
     if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*y*y*y*y*y*y*y*y*w*w*w*w*w*iiiiii", &x_in, &valid, &C, &n, &m, &conv,
@@ -371,7 +501,8 @@ done:
 }
 
 static PyMethodDef methods[] = {
-    {"mlstm_layer", mlstm_layer, METH_VARARGS, "the native flavour's mLSTM layer core (see runtime/native_cell.py)"},
+    {"mlstm_layer", mlstm_layer, METH_VARARGS, "the native flavour's mLSTM layer core (see runtime/native_xlstm.py)"},
+    {"slstm_cell", slstm_cell, METH_VARARGS, "the native flavour's sLSTM recurrence (see runtime/native_xlstm.py)"},
     {NULL, NULL, 0, NULL}};
-static struct PyModuleDef mod = {PyModuleDef_HEAD_INIT, "_mlstm_native", NULL, -1, methods};
-PyMODINIT_FUNC PyInit__mlstm_native(void) { return PyModule_Create(&mod); }
+static struct PyModuleDef mod = {PyModuleDef_HEAD_INIT, "_xlstm_native", NULL, -1, methods};
+PyMODINIT_FUNC PyInit__xlstm_native(void) { return PyModule_Create(&mod); }

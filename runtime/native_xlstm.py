@@ -1,0 +1,81 @@
+"""The native flavour's nodes, called from Python: the compiled ``_xlstm_native`` (xlstm_native.c).
+
+One call = one node of a native-flavour graph, for every robot at once:
+- ``lram.native::MLSTMLayer``: export/cells.py's ``mlstm_layer_core`` (conv, headwise q/k/v, gates, the mLSTM
+  cell, head norm, skip and output gate), one pass over the matrix memory;
+- ``lram.native::SLSTMCell``: ``slstm_cell``, the sLSTM recurrence and its gates over the step's tokens.
+The state arrays stay numpy arrays owned by the Policy; ONNX Runtime never sees them.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .backend import BackendUnavailable
+
+DOMAIN = "lram.native"
+MLSTM_OP, SLSTM_OP = "MLSTMLayer", "SLSTMCell"
+
+
+def load_kernels():
+    """The compiled module, or BackendUnavailable saying why there is none and what to run instead."""
+    try:
+        from . import _xlstm_native
+    except ImportError as e:
+        raise BackendUnavailable(
+            f"this install has no compiled native xLSTM layers (lram.runtime._xlstm_native: {e}); they are built by "
+            "'pip install' where a C compiler exists. Reinstall with one, or export with --flavour ort") from None
+    return _xlstm_native
+
+
+def _f32(op: str, name: str, x: np.ndarray, shape: tuple) -> np.ndarray:
+    if tuple(x.shape) != tuple(shape):
+        raise ValueError(f"{op} node: {name} has shape {tuple(x.shape)}, expected {tuple(shape)}")
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _aligned_empty(shape) -> np.ndarray:
+    """An uninitialised float32 array whose data starts on a 64-byte boundary (the core streams C' into it)."""
+    n = int(np.prod(shape))
+    raw = np.empty(n + 16, np.float32)
+    skip = (-raw.ctypes.data % 64) // 4
+    return raw[skip : skip + n].reshape(shape)
+
+
+def mlstm_layer(kernels, x_in, valid0, C, n, m, conv, conv_w, conv_b, w_qk, wv, w_if, b_if, outnorm_w, skip):
+    """(h [B, T, I], C', n', m', conv') as fresh arrays; the inputs are not modified."""
+    B, T, I2 = x_in.shape
+    NH, DH = C.shape[1], C.shape[2]
+    I, K = NH * DH, conv.shape[1]
+    o2, d, NB = w_qk.shape
+    if I2 != 2 * I or o2 != 2 * d or d * NB != I:
+        raise ValueError(f"{MLSTM_OP} node: x_in {tuple(x_in.shape)}, C {tuple(C.shape)} and w_qk {tuple(w_qk.shape)} "
+                         "do not describe one layer")
+    f = lambda name, x, shape: _f32(MLSTM_OP, name, x, shape)  # noqa: E731
+    args = [f("x_in", x_in, (B, T, 2 * I)), f("valid0", valid0, (B,)), f("C", C, (B, NH, DH, DH)),
+            f("n", n, (B, NH, DH, 1)), f("m", m, (B, NH, 1, 1)), f("conv", conv, (B, K, I)),
+            f("conv_w", conv_w, (K, I)), f("conv_b", conv_b, (I,)), f("w_qk", w_qk, (2 * d, d, NB)),
+            f("wv", wv, (d, d, NB)), f("w_if", w_if, (3 * I, 2 * NH)), f("b_if", b_if, (2 * NH,)),
+            f("outnorm_w", outnorm_w, (I,)), f("skip", skip, (I,))]
+    out = (np.empty((B, T, I), np.float32), _aligned_empty((B, NH, DH, DH)),
+           np.empty((B, NH, DH, 1), np.float32), np.empty((B, NH, 1, 1), np.float32), np.empty((B, K, I), np.float32))
+    kernels.mlstm_layer(*args, *out, B, T, NH, DH, K, NB)
+    return out
+
+
+def slstm_cell(kernels, wx, valid0, h, c, n, m, Rt, bias):
+    """(y [B, T, H], h', c', n', m') as fresh arrays; the inputs are not modified."""
+    B, T, H4 = wx.shape
+    NH, DH = Rt.shape[0], Rt.shape[1]
+    H = NH * DH
+    if H4 != 4 * H or Rt.shape[2] != 4 * DH:
+        raise ValueError(f"{SLSTM_OP} node: wx {tuple(wx.shape)} and Rt {tuple(Rt.shape)} do not describe one cell")
+    f = lambda name, x, shape: _f32(SLSTM_OP, name, x, shape)  # noqa: E731
+    args = [f("wx", wx, (B, T, 4 * H)), f("valid0", valid0, (B,)), *(f(k, x, (B, H)) for k, x in zip("hcnm", (h, c, n, m))),
+            f("Rt", Rt, (NH, DH, 4 * DH)), f("bias", bias, (4 * H,))]
+    out = (np.empty((B, T, H), np.float32), *(np.empty((B, H), np.float32) for _ in range(4)))
+    kernels.slstm_cell(*args, *out, B, T, NH, DH)
+    return out
+
+
+# node op -> its call; a graph with any other lram.native op is refused at load
+LAYERS = {MLSTM_OP: mlstm_layer, SLSTM_OP: slstm_cell}
