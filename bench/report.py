@@ -162,7 +162,7 @@ def _robots_sections(report: dict) -> list:
                      "thread(s))\n")
             L.append("p50 / p99 of the runtime's `Policy.step` with N robots (one state slot each, one batched call "
                      f"per tick), {sec['steps']} timed steps per count after {sec['warmup']} untimed, the graphs "
-                     f"interleaved in blocks of {sec['block']} steps; a count fits when its p99 <= "
+                     f"interleaved in blocks of {sec['block']} steps (the step after each switch untimed); a count fits when its p99 <= "
                      f"{sec['period_ms']:.0f} ms.\n")
             L.append(table(sec) + "\n")
     if not L and report.get("mode") == "quick":
