@@ -12,6 +12,10 @@ What runs (per preset, per batch size):
   prefill at batch 1, copied to the batch; every timed step appends r, s, R in one call and is then rewound so
   that the context stays C), both in PyTorch eager (``dt@C``) and exported to ONNX Runtime (``dt_ort@C``, the
   baseline: same runtime and threads as the LRAM; ``transformer_onnx``).
+- in group "paths" also every reduced precision next to every flavour it applies to (``precision_rows``: fp16 and
+  int8 Q/DQ of the standard graph, int8 / int4 MatMulNBits of both), paired with their flavour's FP32 row;
+- per preset in ``robots``, after its batches: robots served at 50 Hz by one process on one thread (``robots``:
+  p99 of the runtime's ``Policy.step`` with N robots under the period; ort and standard flavour).
 
 Timing discipline (2 shared cores, other users): one thread everywhere; candidates of a group take turns in
 rounds (the order rotates each round), ``calls_per_round`` consecutive calls each; a candidate's round value

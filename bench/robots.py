@@ -11,11 +11,14 @@ Method (one process, ``threads`` ONNX Runtime intra-op threads, default 1 = one 
   one untimed step after each switch of graph (measured: timing it raised the p99 of 1 robot from 7.4 to
   11.8 ms, the cost of the other graph having evicted this one's weights, which a process serving one graph
   does not pay);
-- p99 (and p50, max) over the ``steps`` timed calls of each graph; the whole ``Policy.step`` is timed (input
+- p99 (and p50, max) over the ``steps`` timed calls of each graph (400: the p99 is about the 4th slowest call,
+  so one burst of a neighbour's load does not decide it alone); the whole ``Policy.step`` is timed (input
   checks, the state slots, the backend call), as a control loop pays it;
-- counts are tried in increasing order and the search stops after the first count at which every graph misses
-  the period (a larger batch is not faster per call); a graph serves the largest N such that every count up
-  to N that was measured fit (a noisy miss below does not count as served above).
+- counts are tried in increasing order; the search stops after two consecutive counts at which every graph
+  misses the period (a larger batch is not faster per call; two, because one miss can be a neighbour's burst);
+  a graph serves the largest N whose p99 fit. A step's cost grows with N, so a miss below a fitting count is
+  noise on a shared machine (measured: 2 robots 23.9 ms, 3 and 4 robots 13.9 and 16.6 ms, in one run); the
+  table shows every count, misses included.
 """
 from __future__ import annotations
 
@@ -45,7 +48,7 @@ def _stepper(policy, n: int, seed: int):
     return step
 
 
-def measure_count(graphs: dict, n: int, steps: int = 200, warmup: int = 30, block: int = 20, threads: int = 1,
+def measure_count(graphs: dict, n: int, steps: int = 400, warmup: int = 30, block: int = 20, threads: int = 1,
                   seed: int = 0) -> dict:
     """{name: {p50_ms, p99_ms, max_ms}} of ``Policy.step`` with ``n`` robots, the graphs interleaved in blocks."""
     from lram.runtime.policy import Policy
@@ -83,7 +86,7 @@ def measure_count(graphs: dict, n: int, steps: int = 200, warmup: int = 30, bloc
     return out
 
 
-def robots_at_hz(graphs: dict, hz: float = 50.0, counts=DEFAULT_COUNTS, steps: int = 200, warmup: int = 30,
+def robots_at_hz(graphs: dict, hz: float = 50.0, counts=DEFAULT_COUNTS, steps: int = 400, warmup: int = 30,
                  block: int = 20, threads: int = 1, progress: Callable | None = None) -> dict:
     """The measurement of the module doc for ``graphs`` ({name: .onnx path}); the JSON-able section."""
     if hz <= 0:
@@ -99,7 +102,8 @@ def robots_at_hz(graphs: dict, hz: float = 50.0, counts=DEFAULT_COUNTS, steps: i
         if progress:
             progress(f"  robots {n}: " + ", ".join(f"{g} p99 {v['p99_ms']:.2f} ms" for g, v in res.items())
                      + f" (period {period_ms:.1f} ms)")
-        if all(v["p99_ms"] > period_ms for v in res.values()):
+        misses = [all(v["p99_ms"] > period_ms for v in r.values()) for r in per_count.values()]
+        if misses[-2:] == [True, True]:
             break
     robots = served(per_count, period_ms)
     return {"hz": hz, "period_ms": period_ms, "threads": threads, "processes": 1, "steps": steps, "warmup": warmup,
@@ -108,16 +112,9 @@ def robots_at_hz(graphs: dict, hz: float = 50.0, counts=DEFAULT_COUNTS, steps: i
 
 
 def served(per_count: dict, period_ms: float) -> dict:
-    """{graph: the largest N such that every measured count up to N had p99 <= the period} (0: none fit)."""
-    out = {}
-    for g in next(iter(per_count.values())):
-        best = 0
-        for n in sorted(per_count, key=int):
-            if per_count[n][g]["p99_ms"] > period_ms:
-                break
-            best = int(n)
-        out[g] = best
-    return out
+    """{graph: the largest measured N whose p99 <= the period} (0: none fit)."""
+    graphs = next(iter(per_count.values()))
+    return {g: max([int(n) for n, r in per_count.items() if r[g]["p99_ms"] <= period_ms], default=0) for g in graphs}
 
 
 def table(section: dict) -> str:
