@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-DEFAULT_COUNTS = (1, 2, 3, 4, 6, 8, 12, 16)
+DEFAULT_COUNTS = (1, 2, 3, 4, 5, 6, 8, 12, 16)
 
 
 def _stepper(policy, n: int, seed: int):

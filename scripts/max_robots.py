@@ -1,7 +1,7 @@
 """How many robots can the 16M preset serve at 50 Hz on this CPU (p99 of Policy.step under the 20 ms period)?
 
 Usage: .venv/bin/python scripts/max_robots.py [--threads T] [--standard] [N ...]   (robot counts to try, default
-1 2 3 4 6 8 12 16, stopping after the first count every graph misses; ONNX Runtime intra-op threads, default 1;
+1 2 3 4 5 6 8 12 16, stopping after two counts every graph misses; ONNX Runtime intra-op threads, default 1;
 --standard also measures the standard flavour in the same rounds; random perturbed weights: latency does not
 depend on training). The measurement is lram.bench.robots (also the "robots" section of `lram bench`).
 """
