@@ -68,10 +68,10 @@ class GateResult:
         return self.checked > 0 and not self.regressions
 
     def format(self, what: str = "ratio") -> str:
-        lines = [f"{what:44s} {'better':6s} {'baseline':>9s} {'current':>9s} {'limit':>9s}  status"]
+        lines = [f"{what:50s} {'better':6s} {'baseline':>9s} {'current':>9s} {'limit':>9s}  status"]
         for r in self.rows:
             if r.current is not None:
-                lines.append(f"{r.key:44s} {r.better:6s} {r.baseline:9.3g} {r.current:9.3g} {r.limit:9.3g}  {r.status}")
+                lines.append(f"{r.key:50s} {r.better:6s} {r.baseline:9.3g} {r.current:9.3g} {r.limit:9.3g}  {r.status}")
         missing = len(self.rows) - self.checked
         if missing:
             lines.append(f"({missing} baseline {what}s not measured by this run)")
