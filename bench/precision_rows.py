@@ -17,6 +17,7 @@ step of the same flavour (paired per round), ``precision_over_floor@row`` = the 
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Callable
 
@@ -82,7 +83,11 @@ def write_rows(rows, fp32: dict, workdir: Path, log: Callable = lambda *_: None)
         if precision == "fp16":
             write_fp16(src, dst)
         elif precision == "int8":
-            write_int8(src, dst, synthetic_calibration(src), mode="static")
+            logging.disable(logging.WARNING)  # the quantiser's root-logger advice to pre-process, twice per graph
+            try:
+                write_int8(src, dst, synthetic_calibration(src), mode="static")
+            finally:
+                logging.disable(logging.NOTSET)
         else:
             write_nbits(src, dst, precision)
         out[row] = dst

@@ -128,5 +128,5 @@ def table(section: dict) -> str:
     L.append("\nServed at {:g} Hz (p99 of `Policy.step` <= {:.1f} ms), one process, {} thread(s): ".format(
         section["hz"], section["period_ms"], section["threads"])
         + ", ".join(f"{g} **{'>= ' if section['at_least'][g] else ''}{v}**" for g, v in section["robots"].items())
-        + "." + (" (>= : every count tried fit; try larger counts.)" if any(section["at_least"].values()) else ""))
+        + "." + (" (>= : every count tried fit.)" if any(section["at_least"].values()) else ""))
     return "\n".join(L)
