@@ -111,7 +111,7 @@ class BenchConfig:
 
 def quick_config(**overrides) -> BenchConfig:
     """What CI runs (< 2 minutes): tiny + 16M, batch 1, two contexts, every precision row; no robots section
-    (its figures are absolute, so no gate can use them, and it costs about a minute)."""
+    (its figures are absolute, so no gate can use them, and at 16M it takes 1.5-2 minutes)."""
     return replace(BenchConfig(batches=(1,), positions=(50, 800), contexts=(50, 800), group_seconds=5.0,
                                min_rounds=8, mode="quick", robots=()), **overrides)
 
