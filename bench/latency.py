@@ -12,6 +12,10 @@ What runs (per preset, per batch size):
   prefill at batch 1, copied to the batch; every timed step appends r, s, R in one call and is then rewound so
   that the context stays C), both in PyTorch eager (``dt@C``) and exported to ONNX Runtime (``dt_ort@C``, the
   baseline: same runtime and threads as the LRAM; ``transformer_onnx``).
+- in group "paths" also every reduced precision next to every flavour it applies to (``precision_rows``: fp16 and
+  int8 Q/DQ of the standard graph, int8 / int4 MatMulNBits of both), paired with their flavour's FP32 row;
+- per preset in ``robots``, after its batches: robots served at 50 Hz by one process on one thread (``robots``:
+  p99 of the runtime's ``Policy.step`` with N robots under the period; ort and standard flavour).
 
 Timing discipline (2 shared cores, other users): one thread everywhere; candidates of a group take turns in
 rounds (the order rotates each round), ``calls_per_round`` consecutive calls each; a candidate's round value
@@ -36,6 +40,8 @@ import numpy as np
 from lram.runtime.latency import summarize
 
 from .memory import BandwidthProbe, floor_seconds, onnx_weight_bytes, peak_rss_bytes
+from .precision_rows import PRECISIONS, rows_for
+from .robots import DEFAULT_COUNTS as ROBOT_COUNTS
 
 SCHEMA = "lram-bench/1"
 BENCH_TASK = dict(obs_kind="state", obs_shape=(39,), action_kind="continuous", action_dim=4,
@@ -51,6 +57,8 @@ DIRECTIONS = {
     "dt_over_lram": "higher",  # "dt_over_lram@C": the Decision Transformer in PyTorch eager
     "dt_ort_over_lram": "higher",  # the Decision Transformer exported to ONNX Runtime: the baseline
     "position": "lower",  # "position_P_over_P0": latency at position P / at the first position (flatness)
+    "precision_over_fp32": "lower",  # "precision_over_fp32@row": bench/precision_rows.py
+    "precision_over_floor": "lower",
 }
 
 
@@ -79,6 +87,10 @@ class BenchConfig:
     inject_slowdown: float = 1.0  # test-only (see the module doc)
     mode: str = "custom"
     workdir: str | None = None  # where the exported graphs go (a temporary folder when None)
+    precisions: tuple = PRECISIONS  # reduced-precision rows beside FP32 in the paths group (bench/precision_rows.py)
+    robots: tuple = ("16M",)  # presets whose robots-at-50-Hz section runs (bench/robots.py)
+    robot_counts: tuple = ROBOT_COUNTS
+    robot_hz: float = 50.0
 
     def __post_init__(self):
         self.presets = tuple(self.presets)
@@ -92,12 +104,16 @@ class BenchConfig:
             raise ValueError("positions and batches must be positive")
         if self.inject_slowdown < 1.0:
             raise ValueError("inject_slowdown must be >= 1")
+        self.precisions, self.robots = tuple(self.precisions), tuple(self.robots)
+        self.robot_counts = tuple(int(n) for n in self.robot_counts)
+        rows_for(self.precisions)  # names an unknown precision
 
 
 def quick_config(**overrides) -> BenchConfig:
-    """What CI runs (< 2 minutes): tiny + 16M, batch 1, two contexts."""
+    """What CI runs (< 2 minutes): tiny + 16M, batch 1, two contexts, every precision row; no robots section
+    (its figures are absolute, so no gate can use them, and at 16M it takes 1.5-2 minutes)."""
     return replace(BenchConfig(batches=(1,), positions=(50, 800), contexts=(50, 800), group_seconds=5.0,
-                               min_rounds=8, mode="quick"), **overrides)
+                               min_rounds=8, mode="quick", robots=()), **overrides)
 
 
 def full_config(**overrides) -> BenchConfig:
@@ -337,10 +353,17 @@ def run_bench(cfg: BenchConfig, progress: Callable | None = print, command: str 
             pr["advance"] = _advance_curve(times, cfg.positions)
             pr["advance"]["state_finite"] = bool(finite)
             stepper1.close()
+            rows = _precision_graphs(cfg, chunk_path, fused_path, workdir, pr, log)
             for B in cfg.batches:
                 pr["batches"][str(B)] = _bench_batch(name, B, cfg, lram, dt, dt_path, chunk_path, fused_path, seq_path,
                                                       snaps,
-                                                      weight_bytes, state_bytes, probe, bw_all, report, log)
+                                                      weight_bytes, state_bytes, probe, bw_all, report, log, rows)
+            if name in cfg.robots:
+                from .robots import robots_at_hz
+
+                log(f"[{name}] robots at {cfg.robot_hz:g} Hz (Policy.step, one process, one thread)")
+                pr["robots"] = robots_at_hz({"ort": fused_path, "standard": chunk_path}, cfg.robot_hz,
+                                            cfg.robot_counts, progress=log)
             pr["peak_rss_bytes_after"] = peak_rss_bytes()
             del lram, dt, snaps
     finally:
@@ -383,9 +406,27 @@ def _advance_curve(times: np.ndarray, positions) -> dict:
     return {"window": win, "position": pos, "median_ms": med, "median_ms_before": at, "total_s": float(times.sum())}
 
 
+def _precision_graphs(cfg, chunk_path, fused_path, workdir, pr, log) -> dict:
+    """{row: (path, weight bytes)} of the reduced-precision rows (bench/precision_rows.py); their node counts
+    and sizes go into the preset's record ``pr``."""
+    from .precision_rows import ROWS, write_rows
+
+    rows = rows_for(cfg.precisions)
+    if not rows:
+        return {}
+    paths = write_rows(rows, {"standard": chunk_path, "ort": fused_path}, workdir, log)
+    out, info = {}, {}
+    pr["lram"]["precision_rows"] = info
+    for row, path in paths.items():
+        out[row] = (path, onnx_weight_bytes(path))
+        info[row] = {"flavour": ROWS[row][0], "precision": ROWS[row][1], "graph_weight_bytes": out[row][1],
+                     "nodes": node_counts(path, workdir)}
+    return out
+
+
 def _bench_batch(name, B, cfg, lram, dt, dt_path, chunk_path, fused_path, seq_path, snaps, weight_bytes, state_bytes,
                  probe, bw_all,
-                 report, log) -> dict:
+                 report, log, rows=None) -> dict:
     from lram.bench.transformer import kv_cache_bytes
     from lram.bench.transformer_onnx import OrtDTStepper
 
@@ -413,6 +454,11 @@ def _bench_batch(name, B, cfg, lram, dt, dt_path, chunk_path, fused_path, seq_pa
         steppers.append(seq)
     if cfg.eager:
         cands["torch_eager"] = EagerStepper(lram, B, cfg.seed).step
+    for row, (path, _) in (rows or {}).items():  # reduced precisions, in the same rounds as their FP32 rows
+        st = OrtStepper(path, B, cfg.inject_slowdown, cfg.seed)
+        st.set_state(snaps[min(cfg.positions)])
+        cands[row] = st.step
+        steppers.append(st)
     paths = interleave(cands, cfg, log, f"[{key}] paths")
     for s in steppers:
         s.close()
@@ -433,6 +479,12 @@ def _bench_batch(name, B, cfg, lram, dt, dt_path, chunk_path, fused_path, seq_pa
         ratios["export_over_sequential"] = paired_ratio(paths["ort_chunk"], paths["ort_sequential"])
         if "torch_eager" in paths:
             ratios["sequential_over_eager"] = paired_ratio(paths["ort_sequential"], paths["torch_eager"])
+    if rows:
+        from .precision_rows import ratios as precision_ratios
+
+        floors = {row: floor_seconds(wb, state_bytes, B, 1.0) / bw_round for row, (_, wb) in rows.items()}
+        out["precision_floor_ms"] = {row: float(np.median(f)) * 1e3 for row, f in floors.items()}
+        ratios.update(precision_ratios(paths, floors, rows))
 
     # -- group "context": LRAM at episode positions vs DT at context lengths
     cands, keep = {}, []

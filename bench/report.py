@@ -59,6 +59,9 @@ def markdown(report: dict) -> str:
             L.append(f"| {n} | " + " | ".join(f"{v['exported']} / {v['optimised']}" for v in c.values()) + " |")
         L.append("")
 
+    L.extend(_precision_table(report))
+    L.extend(_robots_sections(report))
+
     L.append("### Decision Transformer (KV cache) vs recurrent LRAM (ORT, ort flavour) by context / episode position\n")
     L.append("| preset | batch | timesteps | DT step, ONNX Runtime | DT step, PyTorch eager | LRAM step at that position | "
              "DT (ORT) / LRAM | DT (eager) / LRAM |")
@@ -114,6 +117,58 @@ def markdown(report: dict) -> str:
     for k, v in report["ratios"].items():
         L.append(f"| {k} | {v:.3f} | {report['directions'][k]} |")
     return "\n".join(L) + "\n"
+
+
+def _precision_table(report: dict) -> list:
+    """Every precision next to every flavour, timed in the same rounds (bench/precision_rows.py)."""
+    if not any(pr["lram"].get("precision_rows") for pr in report["presets"].values()):
+        return []
+    L = ["### Precisions side by side (same interleaved rounds as the FP32 rows)\n",
+         "| preset | batch | flavour | precision | weights (MB) | nodes (exported / after ORT) | step (ms) | "
+         "floor (ms) | / FP32 of that flavour | / floor |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, pr in report["presets"].items():
+        rows = pr["lram"].get("precision_rows") or {}
+        nodes = pr["lram"].get("nodes", {})
+        for B, br in pr["batches"].items():
+            p, r = br["paths"], br["ratios"]
+            fp32 = (("standard", "ort_chunk", "export_over_floor"), ("ort", "ort_fused", "fused_over_floor"))
+            for flavour, cand, over_floor in fp32:
+                n = nodes.get(flavour)
+                L.append(f"| {name} | {B} | {flavour} | fp32 | {_mb(pr['lram']['graph_weight_bytes'])} | "
+                         f"{(str(n['exported']) + ' / ' + str(n['optimised'])) if n else '-'} | {_ms(_p50(p, cand))} | "
+                         f"{_ms(br['floor_ms'])} | 1 | {_rx(r, over_floor)} |")
+                for row, info in rows.items():
+                    if info["flavour"] != flavour:
+                        continue
+                    L.append(f"| {name} | {B} | {flavour} | {info['precision']} | {_mb(info['graph_weight_bytes'])} | "
+                             f"{info['nodes']['exported']} / {info['nodes']['optimised']} | {_ms(_p50(p, row))} | "
+                             f"{_ms(br.get('precision_floor_ms', {}).get(row))} | "
+                             f"{_rx(r, f'precision_over_fp32@{row}')} | {_rx(r, f'precision_over_floor@{row}')} |")
+    L.append("\nEach row's floor is its own: (its weight bytes + 2 x batch x FP32 state bytes) / the bandwidth of "
+             "the same rounds. / FP32 is paired per round against the FP32 graph of the same flavour. fp16 and int8 "
+             "(Q/DQ) take the standard flavour only; the int8 Q/DQ row is calibrated on synthetic feeds (the graph "
+             "stepped on random observations): right for latency, not for accuracy (`lram calibrate` gates that).\n")
+    return L
+
+
+def _robots_sections(report: dict) -> list:
+    from .robots import table
+
+    L = []
+    for name, pr in report["presets"].items():
+        sec = pr.get("robots")
+        if sec:
+            L.append(f"### Robots served at {sec['hz']:g} Hz per core ({name}, one process, {sec['threads']} "
+                     "thread(s))\n")
+            L.append("p50 / p99 of the runtime's `Policy.step` with N robots (one state slot each, one batched call "
+                     f"per tick), {sec['steps']} timed steps per count after {sec['warmup']} untimed, the graphs "
+                     f"interleaved in blocks of {sec['block']} steps (the step after each switch untimed); a count fits when its p99 <= "
+                     f"{sec['period_ms']:.0f} ms.\n")
+            L.append(table(sec) + "\n")
+    if not L and report.get("mode") == "quick":
+        L.append("(The quick mode skips the robots-at-50-Hz section: its figures are absolute, so no ratio gate "
+                 "can use them; `lram bench` without --quick runs it for 16M.)\n")
+    return L
 
 
 def _rx(ratios: dict, name: str) -> str:

@@ -40,6 +40,10 @@ def _names(text: str | None):
 @click.option("--contexts", help="DT context lengths in timesteps (default: 50,200,800,1600)")
 @click.option("--group-seconds", type=click.FloatRange(min=0.1), help="target seconds per interleaved group")
 @click.option("--no-sequential", is_flag=True, help="skip the naive sequential export")
+@click.option("--precisions", help="reduced precisions timed beside FP32 in the same rounds, per flavour they apply "
+                                   "to (default: fp16,int8,int8-nbits,int4-nbits; 'none': FP32 only)")
+@click.option("--robots", "robots", help="presets whose robots-at-50-Hz section runs (default: 16M; --quick: none; "
+                                         "'none' to skip)")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="folder for report.json, report.md, PNGs (default: bench-out; with --from-report: none)")
 @click.option("--from-report", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -83,7 +87,8 @@ def _names(text: str | None):
 @click.option("--inject-slowdown", type=click.FloatRange(min=1.0), default=1.0, hidden=True,
               help="test only: every call of the LRAM graphs (ARTIFACT: of the artifact, not of --against) takes "
                    "this many times as long")
-def bench(artifact, quick, presets, batches, positions, contexts, group_seconds, no_sequential, out_dir, from_report,
+def bench(artifact, quick, presets, batches, positions, contexts, group_seconds, no_sequential, precisions, robots,
+          out_dir, from_report,
           no_plots, baseline, write_baseline, tolerance, inject_slowdown, backend, threads, warmup, seconds, runs, hz,
           margin, against, ratios_only, budget, no_budget, write_budget, accumulate, json_out):
     """Benchmark one environment step: of ARTIFACT (an exported .onnx or a TensorRT engine) on a runtime
@@ -93,8 +98,8 @@ def bench(artifact, quick, presets, batches, positions, contexts, group_seconds,
     ctx = click.get_current_context()
     artifact_only = ("backend", "threads", "warmup", "seconds", "runs", "hz", "margin", "against", "ratios_only",
                      "budget", "no_budget", "write_budget", "accumulate", "json_out")
-    preset_only = ("quick", "presets", "contexts", "group_seconds", "no_sequential", "out_dir", "from_report",
-                   "no_plots")
+    preset_only = ("quick", "presets", "contexts", "group_seconds", "no_sequential", "precisions", "robots",
+                   "out_dir", "from_report", "no_plots")
     given = {p for p in ctx.params if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE}
     wrong = sorted(given & set(preset_only if artifact is not None else artifact_only))
     if wrong:
@@ -114,6 +119,9 @@ def bench(artifact, quick, presets, batches, positions, contexts, group_seconds,
                                    "group_seconds": group_seconds}.items() if v is not None}
     if no_sequential:
         overrides["sequential"] = False
+    for opt, text in (("precisions", precisions), ("robots", robots)):
+        if text is not None:
+            overrides[opt] = () if text.strip().lower() == "none" else _names(text)
     if inject_slowdown != 1.0:
         overrides["inject_slowdown"] = inject_slowdown
     base = None

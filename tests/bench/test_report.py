@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 from lram.bench.latency import SCHEMA, BenchConfig, quick_config
+from lram.bench.precision_rows import ROWS
 from lram.bench.report import markdown, write_outputs
 from lram.bench.transformer import dt_preset, kv_cache_bytes
 
@@ -16,7 +17,7 @@ def test_report_has_every_measurement(tiny_report):
     assert pr["dt"]["kv_cache_bytes_per_robot"]["20"] == kv_cache_bytes(dt_preset("tiny"), 20)
     assert pr["advance"]["state_finite"]
     br = pr["batches"]["1"]
-    assert set(br["paths"]) == {"ort_chunk", "ort_fused", "ort_sequential", "torch_eager", "gemv"}
+    assert set(br["paths"]) == {"ort_chunk", "ort_fused", "ort_sequential", "torch_eager", "gemv", *ROWS}
     assert set(br["context"]) == {"lram@20", "lram@60", "dt@20", "dt_ort@20"}
     assert br["floor_ms"] > 0
     nodes = pr["lram"]["nodes"]
@@ -44,6 +45,7 @@ def test_outputs_written(tiny_report, tmp_path):
 def test_quick_mode_is_what_ci_runs():
     q = quick_config()
     assert q.presets == ("tiny", "16M") and q.batches == (1,) and q.mode == "quick"
+    assert q.robots == () and len(q.precisions) == 4  # every precision row; the robots section is not gated
     assert set(q.contexts) <= set(q.positions)
     cfg = BenchConfig(positions=(10,), contexts=(30,))
     assert cfg.positions == (10, 30)  # every DT context has an LRAM position to pair with
