@@ -53,6 +53,9 @@ DIRECTIONS = {
     "export_over_floor": "lower",
     "fused_over_floor": "lower",
     "fused_over_export": "lower",  # ort flavour / standard flavour
+    "native_over_floor": "lower",
+    "native_over_fused": "lower",  # native flavour / ort flavour
+    "native_over_export": "lower",  # native flavour / standard flavour
     "sequential_over_eager": "lower",
     "dt_over_lram": "higher",  # "dt_over_lram@C": the Decision Transformer in PyTorch eager
     "dt_ort_over_lram": "higher",  # the Decision Transformer exported to ONNX Runtime: the baseline
@@ -331,16 +334,20 @@ def run_bench(cfg: BenchConfig, progress: Callable | None = print, command: str 
             lram, dt = make_models(name, cfg)
             chunk_path = export_onnx(lram, workdir / f"{name}.onnx")
             fused_path = export_onnx(lram, workdir / f"{name}_ort.onnx", flavour="ort")
+            native_path = export_onnx(lram, workdir / f"{name}_native.onnx", flavour="native")
             dt_path = export_dt_onnx(dt, workdir / f"{name}_dt.onnx")
             seq_path = export_onnx(lram, workdir / f"{name}_sequential.onnx", mode="sequential") if cfg.sequential else None
-            stepper1 = OrtStepper(fused_path, 1, cfg.inject_slowdown, cfg.seed)
+            stepper1 = OrtStepper(native_path, 1, cfg.inject_slowdown, cfg.seed)
             state_bytes = stepper1.manifest.state_bytes_per_robot
             weight_bytes = onnx_weight_bytes(chunk_path)
             pr = report["presets"][name] = {
                 "lram": {"parameters": lram.parameter_count(), "blocks": lram.config.num_blocks,
                          "dim": lram.config.embedding_dim, "block_types": lram.config.block_types,
                          "graph_weight_bytes": weight_bytes, "state_bytes_per_robot": state_bytes,
-                         "nodes": {"standard": node_counts(chunk_path, workdir), "ort": node_counts(fused_path, workdir)}},
+                         "nodes": {"standard": node_counts(chunk_path, workdir), "ort": node_counts(fused_path, workdir),
+                                   "native": node_counts(native_path, workdir)},
+                         # the LRAM rows of the context group (against the Transformer): the fastest flavour
+                         "context_flavour": "native"},
                 "dt": {"parameters": dt.parameter_count(), "layers": dt.config.num_layers,
                        "dim": dt.config.embedding_dim, "heads": dt.config.num_heads,
                        "kv_cache_bytes_per_robot": {str(c): kv_cache_bytes(dt.config, c) for c in cfg.contexts}},
@@ -353,16 +360,16 @@ def run_bench(cfg: BenchConfig, progress: Callable | None = print, command: str 
             pr["advance"] = _advance_curve(times, cfg.positions)
             pr["advance"]["state_finite"] = bool(finite)
             stepper1.close()
-            rows = _precision_graphs(cfg, chunk_path, fused_path, workdir, pr, log)
+            rows = _precision_graphs(cfg, chunk_path, fused_path, native_path, workdir, pr, log)
             for B in cfg.batches:
-                pr["batches"][str(B)] = _bench_batch(name, B, cfg, lram, dt, dt_path, chunk_path, fused_path, seq_path,
-                                                      snaps,
+                pr["batches"][str(B)] = _bench_batch(name, B, cfg, lram, dt, dt_path, chunk_path, fused_path,
+                                                      native_path, seq_path, snaps,
                                                       weight_bytes, state_bytes, probe, bw_all, report, log, rows)
             if name in cfg.robots:
                 from .robots import robots_at_hz
 
                 log(f"[{name}] robots at {cfg.robot_hz:g} Hz (Policy.step, one process, one thread)")
-                pr["robots"] = robots_at_hz({"ort": fused_path, "standard": chunk_path}, cfg.robot_hz,
+                pr["robots"] = robots_at_hz({"native": native_path, "ort": fused_path, "standard": chunk_path}, cfg.robot_hz,
                                             cfg.robot_counts, progress=log)
             pr["peak_rss_bytes_after"] = peak_rss_bytes()
             del lram, dt, snaps
@@ -378,20 +385,37 @@ def run_bench(cfg: BenchConfig, progress: Callable | None = print, command: str 
 
 
 def node_counts(path: Path, workdir: Path) -> dict:
-    """Nodes in the exported graph and after ONNX Runtime's full optimisation (what runs: each node costs ~µs)."""
+    """Nodes in the exported graph and after ONNX Runtime's full optimisation (what runs: each node costs ~µs).
+    A native-flavour graph counts its ONNX Runtime segments after optimisation plus its compiled nodes."""
+    import onnx
+
+    from lram.runtime.graph_segments import split
+    from lram.runtime.native_xlstm import DOMAIN
+
+    model = onnx.load(str(path), load_external_data=False)
+    stages = split(model, DOMAIN) if any(n.domain == DOMAIN for n in model.graph.node) else None
+    if stages is None:
+        optimised = _optimised_nodes(str(path), workdir / f"{Path(path).stem}.optimised.onnx")
+    else:
+        optimised = sum(len(st.natives) for st in stages) + sum(
+            _optimised_nodes(st.segment.model.SerializeToString(), workdir / f"{Path(path).stem}.seg{i}.onnx")
+            for i, st in enumerate(stages) if st.segment is not None)
+    return {"exported": len(model.graph.node), "optimised": optimised}
+
+
+def _optimised_nodes(src, optimised: Path) -> int:
     import onnx
     import onnxruntime as ort
 
-    optimised = workdir / f"{Path(path).stem}.optimised.onnx"
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     so.log_severity_level = 3  # the "hardware specific optimizations" warning: this file is only counted
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.optimized_model_filepath = str(optimised)
-    ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    n_opt = len(onnx.load(str(optimised), load_external_data=False).graph.node)
+    ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+    n = len(onnx.load(str(optimised), load_external_data=False).graph.node)
     optimised.unlink()
-    return {"exported": len(onnx.load(str(path), load_external_data=False).graph.node), "optimised": n_opt}
+    return n
 
 
 def _advance_curve(times: np.ndarray, positions) -> dict:
@@ -406,7 +430,7 @@ def _advance_curve(times: np.ndarray, positions) -> dict:
     return {"window": win, "position": pos, "median_ms": med, "median_ms_before": at, "total_s": float(times.sum())}
 
 
-def _precision_graphs(cfg, chunk_path, fused_path, workdir, pr, log) -> dict:
+def _precision_graphs(cfg, chunk_path, fused_path, native_path, workdir, pr, log) -> dict:
     """{row: (path, weight bytes)} of the reduced-precision rows (bench/precision_rows.py); their node counts
     and sizes go into the preset's record ``pr``."""
     from .precision_rows import ROWS, write_rows
@@ -414,7 +438,7 @@ def _precision_graphs(cfg, chunk_path, fused_path, workdir, pr, log) -> dict:
     rows = rows_for(cfg.precisions)
     if not rows:
         return {}
-    paths = write_rows(rows, {"standard": chunk_path, "ort": fused_path}, workdir, log)
+    paths = write_rows(rows, {"standard": chunk_path, "ort": fused_path, "native": native_path}, workdir, log)
     out, info = {}, {}
     pr["lram"]["precision_rows"] = info
     for row, path in paths.items():
@@ -424,7 +448,7 @@ def _precision_graphs(cfg, chunk_path, fused_path, workdir, pr, log) -> dict:
     return out
 
 
-def _bench_batch(name, B, cfg, lram, dt, dt_path, chunk_path, fused_path, seq_path, snaps, weight_bytes, state_bytes,
+def _bench_batch(name, B, cfg, lram, dt, dt_path, chunk_path, fused_path, native_path, seq_path, snaps, weight_bytes, state_bytes,
                  probe, bw_all,
                  report, log, rows=None) -> dict:
     from lram.bench.transformer import kv_cache_bytes
@@ -445,8 +469,11 @@ def _bench_batch(name, B, cfg, lram, dt, dt_path, chunk_path, fused_path, seq_pa
     fused_session = Artifact(fused_path, "ort-cpu", threads=1)
     fused = OrtStepper(fused_path, B, cfg.inject_slowdown, cfg.seed, art=fused_session)
     fused.set_state(snaps[min(cfg.positions)])
-    cands = {"ort_chunk": chunk.step, "ort_fused": fused.step, "gemv": probe}
-    steppers = [chunk, fused]
+    native_session = Artifact(native_path, "ort-cpu", threads=1)
+    native = OrtStepper(native_path, B, cfg.inject_slowdown, cfg.seed, art=native_session)
+    native.set_state(snaps[min(cfg.positions)])
+    cands = {"ort_chunk": chunk.step, "ort_fused": fused.step, "ort_native": native.step, "gemv": probe}
+    steppers = [chunk, fused, native]
     if seq_path is not None:
         seq = OrtStepper(seq_path, B, cfg.inject_slowdown, cfg.seed)
         seq.set_state(snaps[min(cfg.positions)])
@@ -463,6 +490,7 @@ def _bench_batch(name, B, cfg, lram, dt, dt_path, chunk_path, fused_path, seq_pa
     for s in steppers:
         s.close()
     session.close()
+    fused_session.close()
     del cands, steppers
     bw_round = probe.bytes / _round_values(paths["gemv"])
     bw_all.extend(bw_round.tolist())
@@ -472,7 +500,10 @@ def _bench_batch(name, B, cfg, lram, dt, dt_path, chunk_path, fused_path, seq_pa
     out["floor_bytes"] = int(weight_bytes + 2 * B * state_bytes)
     ratios = {"export_over_floor": float(np.median(_round_values(paths["ort_chunk"]) / floor_round)),
               "fused_over_floor": float(np.median(_round_values(paths["ort_fused"]) / floor_round)),
-              "fused_over_export": paired_ratio(paths["ort_fused"], paths["ort_chunk"])}
+              "fused_over_export": paired_ratio(paths["ort_fused"], paths["ort_chunk"]),
+              "native_over_floor": float(np.median(_round_values(paths["ort_native"]) / floor_round)),
+              "native_over_fused": paired_ratio(paths["ort_native"], paths["ort_fused"]),
+              "native_over_export": paired_ratio(paths["ort_native"], paths["ort_chunk"])}
     if "torch_eager" in paths:
         ratios["export_over_eager"] = paired_ratio(paths["ort_chunk"], paths["torch_eager"])
     if "ort_sequential" in paths:
@@ -486,10 +517,10 @@ def _bench_batch(name, B, cfg, lram, dt, dt_path, chunk_path, fused_path, seq_pa
         out["precision_floor_ms"] = {row: float(np.median(f)) * 1e3 for row, f in floors.items()}
         ratios.update(precision_ratios(paths, floors, rows))
 
-    # -- group "context": LRAM at episode positions vs DT at context lengths
+    # -- group "context": LRAM (the native flavour, the fastest) at episode positions vs DT at context lengths
     cands, keep = {}, []
     for p in cfg.positions:
-        st = OrtStepper(fused_path, B, cfg.inject_slowdown, cfg.seed, art=fused_session)
+        st = OrtStepper(native_path, B, cfg.inject_slowdown, cfg.seed, art=native_session)
         st.set_state(snaps[p])
         keep.append(st)
         cands[f"lram@{p}"] = (lambda s=st: s.step(carry=False))
@@ -505,7 +536,7 @@ def _bench_batch(name, B, cfg, lram, dt, dt_path, chunk_path, fused_path, seq_pa
     out["kv_cache_allocated_bytes"] = dt_bytes
     ctx = interleave(cands, cfg, log, f"[{key}] context")
     del cands, keep
-    fused_session.close()
+    native_session.close()
     dt_session.close()
     p0 = min(cfg.positions)
     for p in cfg.positions:

@@ -8,7 +8,7 @@ Rows (``ROWS``; name -> (flavour, precision)), each written from that flavour's 
   bench calibrates on ``synthetic_calibration`` (the FP32 graph stepped from an episode start on random
   observations, as the bench's own walk does), which is cheap and enough for latency (MinMax ranges do not
   change which kernels run), not for accuracy (``lram calibrate`` records closed-loop data and gates it);
-- ``{standard,ort}_int8-nbits`` / ``{standard,ort}_int4-nbits`` (calibration/nbits.py: MatMulNBits, block 32,
+- ``{standard,ort,native}_int8-nbits`` / ``{standard,ort,native}_int4-nbits`` (calibration/nbits.py: MatMulNBits, block 32,
   accuracy_level 4; no data needed).
 
 Ratios per batch (keys ``<preset>.b<B>.<ratio>@<row>``): ``precision_over_fp32@row`` = the row's step / the FP32
@@ -30,10 +30,12 @@ ROWS = {
     "standard_int4-nbits": ("standard", "int4-nbits"),
     "ort_int8-nbits": ("ort", "int8-nbits"),
     "ort_int4-nbits": ("ort", "int4-nbits"),
+    "native_int8-nbits": ("native", "int8-nbits"),
+    "native_int4-nbits": ("native", "int4-nbits"),
 }
 PRECISIONS = ("fp16", "int8", "int8-nbits", "int4-nbits")
 # the FP32 row of each flavour in the paths group (bench.latency's candidate names)
-FP32_ROW = {"standard": "ort_chunk", "ort": "ort_fused"}
+FP32_ROW = {"standard": "ort_chunk", "ort": "ort_fused", "native": "ort_native"}
 CALIBRATION_STEPS = 48  # synthetic calibration samples for the static INT8 row (latency only)
 
 

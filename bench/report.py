@@ -38,17 +38,19 @@ def markdown(report: dict) -> str:
              "ratios (paired). Compare runs by ratios only.\n")
 
     L.append("### Exported step vs PyTorch eager vs the memory floor\n")
-    L.append("| preset | batch | ORT chunk graph, standard | ORT chunk graph, ort flavour | ORT naive sequential | "
-             "PyTorch eager step() x3 | memory floor | export / eager | export / sequential | export / floor | "
-             "ort flavour / standard | ort flavour / floor |")
-    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    L.append("| preset | batch | ORT chunk graph, standard | ORT chunk graph, ort flavour | native flavour | "
+             "ORT naive sequential | PyTorch eager step() x3 | memory floor | export / eager | export / sequential | "
+             "export / floor | ort flavour / standard | ort flavour / floor | native / ort | native / floor |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, pr in report["presets"].items():
         for B, br in pr["batches"].items():
             p, r = br["paths"], br["ratios"]
             L.append(f"| {name} | {B} | {_ms(_p50(p, 'ort_chunk'))} | {_ms(_p50(p, 'ort_fused'))} | "
+                     f"{_ms(_p50(p, 'ort_native'))} | "
                      f"{_ms(_p50(p, 'ort_sequential'))} | {_ms(_p50(p, 'torch_eager'))} | {_ms(br['floor_ms'])} | "
                      f"{_rx(r, 'export_over_eager')} | {_rx(r, 'export_over_sequential')} | "
-                     f"{_rx(r, 'export_over_floor')} | {_rx(r, 'fused_over_export')} | {_rx(r, 'fused_over_floor')} |")
+                     f"{_rx(r, 'export_over_floor')} | {_rx(r, 'fused_over_export')} | {_rx(r, 'fused_over_floor')} | "
+                     f"{_rx(r, 'native_over_fused')} | {_rx(r, 'native_over_floor')} |")
     L.append("\nFloor = (graph weight bytes + 2 x batch x state bytes per robot) / bandwidth of the same rounds.\n")
     counts = {n: pr["lram"]["nodes"] for n, pr in report["presets"].items() if "nodes" in pr["lram"]}
     if counts:
@@ -62,7 +64,7 @@ def markdown(report: dict) -> str:
     L.extend(_precision_table(report))
     L.extend(_robots_sections(report))
 
-    L.append("### Decision Transformer (KV cache) vs recurrent LRAM (ORT, ort flavour) by context / episode position\n")
+    L.append("### Decision Transformer (KV cache) vs recurrent LRAM (ORT, native flavour) by context / episode position\n")
     L.append("| preset | batch | timesteps | DT step, ONNX Runtime | DT step, PyTorch eager | LRAM step at that position | "
              "DT (ORT) / LRAM | DT (eager) / LRAM |")
     L.append("|---|---|---|---|---|---|---|---|")
@@ -131,7 +133,8 @@ def _precision_table(report: dict) -> list:
         nodes = pr["lram"].get("nodes", {})
         for B, br in pr["batches"].items():
             p, r = br["paths"], br["ratios"]
-            fp32 = (("standard", "ort_chunk", "export_over_floor"), ("ort", "ort_fused", "fused_over_floor"))
+            fp32 = (("standard", "ort_chunk", "export_over_floor"), ("ort", "ort_fused", "fused_over_floor"),
+                    ("native", "ort_native", "native_over_floor"))
             for flavour, cand, over_floor in fp32:
                 n = nodes.get(flavour)
                 L.append(f"| {name} | {B} | {flavour} | fp32 | {_mb(pr['lram']['graph_weight_bytes'])} | "

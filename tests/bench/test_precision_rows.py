@@ -34,6 +34,7 @@ def test_every_row_is_timed_beside_fp32(tiny_report):
     for precision in ("fp32", "fp16", "int8", "int8-nbits", "int4-nbits"):
         assert f"| tiny | 1 | standard | {precision} |" in md
     assert "| tiny | 1 | ort | int4-nbits |" in md and "| tiny | 1 | ort | fp16 |" not in md
+    assert "| tiny | 1 | native | int8-nbits |" in md and "| tiny | 1 | native | fp32 |" in md
 
 
 def test_ratios_pair_each_row_with_its_own_flavour():
@@ -49,7 +50,8 @@ def test_ratios_pair_each_row_with_its_own_flavour():
 
 
 def test_unknown_precisions_are_refused():
-    assert rows_for(("int8-nbits",)) == ["standard_int8-nbits", "ort_int8-nbits"] and rows_for(()) == []
+    assert rows_for(("int8-nbits",)) == ["standard_int8-nbits", "ort_int8-nbits", "native_int8-nbits"]
+    assert rows_for(()) == []
     with pytest.raises(ValueError, match="unknown precision.*int3"):
         BenchConfig(precisions=("int3",))
     from lram.cli.bench_commands import bench
@@ -62,7 +64,8 @@ def test_unknown_precisions_are_refused():
 def tiny_fp32(tmp_path_factory):
     lram, _ = make_models("tiny", BenchConfig(presets=("tiny",), contexts=(20,)))
     d = tmp_path_factory.mktemp("precision-rows")
-    return {"standard": export_onnx(lram, d / "tiny.onnx"), "ort": export_onnx(lram, d / "tiny_ort.onnx", flavour="ort")}, d
+    return {"standard": export_onnx(lram, d / "tiny.onnx"), "ort": export_onnx(lram, d / "tiny_ort.onnx", flavour="ort"),
+            "native": export_onnx(lram, d / "tiny_native.onnx", flavour="native")}, d
 
 
 def test_rows_are_written_by_the_calibration_passes(tiny_fp32):
@@ -76,6 +79,7 @@ def test_rows_are_written_by_the_calibration_passes(tiny_fp32):
         g = onnx.load(str(path), load_external_data=False).graph
         assert any(n.op_type == ops[precision] for n in g.node), row
         assert any(n.op_type == "LinearAttention" for n in g.node) == (flavour == "ort"), row
+        assert any(n.domain == "lram.native" for n in g.node) == (flavour == "native"), row
         if "nbits" in precision:
             bits = {a.i for n in g.node if n.op_type == "MatMulNBits" for a in n.attribute if a.name == "bits"}
             assert bits == {int(precision[3])}

@@ -17,13 +17,15 @@ def test_report_has_every_measurement(tiny_report):
     assert pr["dt"]["kv_cache_bytes_per_robot"]["20"] == kv_cache_bytes(dt_preset("tiny"), 20)
     assert pr["advance"]["state_finite"]
     br = pr["batches"]["1"]
-    assert set(br["paths"]) == {"ort_chunk", "ort_fused", "ort_sequential", "torch_eager", "gemv", *ROWS}
+    assert set(br["paths"]) == {"ort_chunk", "ort_fused", "ort_native", "ort_sequential", "torch_eager", "gemv", *ROWS}
     assert set(br["context"]) == {"lram@20", "lram@60", "dt@20", "dt_ort@20"}
     assert br["floor_ms"] > 0
     nodes = pr["lram"]["nodes"]
-    assert set(nodes) == {"standard", "ort"} and all(0 < n["optimised"] <= n["exported"] for n in nodes.values())
+    assert set(nodes) == {"standard", "ort", "native"} and all(0 < n["optimised"] <= n["exported"] for n in nodes.values())
+    assert nodes["native"]["optimised"] < nodes["ort"]["optimised"] < nodes["standard"]["optimised"]
     for k in ("export_over_eager", "export_over_floor", "export_over_sequential", "dt_over_lram@20",
-              "position_60_over_20", "fused_over_floor", "fused_over_export", "dt_ort_over_lram@20"):
+              "position_60_over_20", "fused_over_floor", "fused_over_export", "dt_ort_over_lram@20",
+              "native_over_floor", "native_over_fused", "native_over_export"):
         assert br["ratios"][k] > 0 and r["ratios"][f"tiny.b1.{k}"] == br["ratios"][k]
         assert r["directions"][f"tiny.b1.{k}"] in ("lower", "higher")
 
