@@ -175,7 +175,8 @@ class Stepper:
     def set_state(self, state: dict) -> None:
         for s in self.art.manifest.state:
             v = state[s.name]
-            self.feeds[s.input] = np.ascontiguousarray(np.broadcast_to(v[:1], (self.batch, *v.shape[1:])))
+            # in the graph's own state dtype: a bf16-state graph is fed the FP32 graph's snapshots
+            self.feeds[s.input] = np.ascontiguousarray(np.broadcast_to(v[:1], (self.batch, *v.shape[1:])), s.dtype)
         self.feeds["first"][:] = False
 
 

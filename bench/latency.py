@@ -434,8 +434,8 @@ def _advance_curve(times: np.ndarray, positions) -> dict:
 
 
 def _precision_graphs(cfg, chunk_path, fused_path, native_path, workdir, pr, log) -> dict:
-    """{row: (path, weight bytes)} of the reduced-precision rows (bench/precision_rows.py); their node counts
-    and sizes go into the preset's record ``pr``."""
+    """{row: (path, weight bytes, state bytes per robot)} of the reduced-precision rows (bench/precision_rows.py);
+    their node counts and sizes go into the preset's record ``pr``."""
     from .precision_rows import ROWS, write_rows
 
     rows = rows_for(cfg.precisions)
@@ -445,9 +445,11 @@ def _precision_graphs(cfg, chunk_path, fused_path, native_path, workdir, pr, log
     out, info = {}, {}
     pr["lram"]["precision_rows"] = info
     for row, path in paths.items():
-        out[row] = (path, onnx_weight_bytes(path))
+        from lram.runtime.model_files import read_manifest
+
+        out[row] = (path, onnx_weight_bytes(path), read_manifest(path).state_bytes_per_robot)
         info[row] = {"flavour": ROWS[row][0], "precision": ROWS[row][1], "graph_weight_bytes": out[row][1],
-                     "nodes": node_counts(path, workdir)}
+                     "state_bytes_per_robot": out[row][2], "nodes": node_counts(path, workdir)}
     return out
 
 
@@ -484,7 +486,7 @@ def _bench_batch(name, B, cfg, lram, dt, dt_path, chunk_path, fused_path, native
         steppers.append(seq)
     if cfg.eager:
         cands["torch_eager"] = EagerStepper(lram, B, cfg.seed).step
-    for row, (path, _) in (rows or {}).items():  # reduced precisions, in the same rounds as their FP32 rows
+    for row, (path, _, _) in (rows or {}).items():  # reduced precisions, in the same rounds as their FP32 rows
         st = OrtStepper(path, B, cfg.inject_slowdown, cfg.seed)
         st.set_state(snaps[min(cfg.positions)])
         cands[row] = st.step
@@ -516,7 +518,7 @@ def _bench_batch(name, B, cfg, lram, dt, dt_path, chunk_path, fused_path, native
     if rows:
         from .precision_rows import ratios as precision_ratios
 
-        floors = {row: floor_seconds(wb, state_bytes, B, 1.0) / bw_round for row, (_, wb) in rows.items()}
+        floors = {row: floor_seconds(wb, sb, B, 1.0) / bw_round for row, (_, wb, sb) in rows.items()}
         out["precision_floor_ms"] = {row: float(np.median(f)) * 1e3 for row, f in floors.items()}
         ratios.update(precision_ratios(paths, floors, rows))
 
@@ -527,6 +529,14 @@ def _bench_batch(name, B, cfg, lram, dt, dt_path, chunk_path, fused_path, native
         st.set_state(snaps[p])
         keep.append(st)
         cands[f"lram@{p}"] = (lambda s=st: s.step(carry=False))
+    bf16 = (rows or {}).get("native_bf16-state")
+    if bf16 is not None:  # the opt-in bf16 state, reported beside (its own crossover with the Transformer)
+        bf16_session = Artifact(bf16[0], "ort-cpu", threads=1)
+        for c in cfg.contexts:
+            st = OrtStepper(bf16[0], B, cfg.inject_slowdown, cfg.seed, art=bf16_session)
+            st.set_state(snaps[c])
+            keep.append(st)
+            cands[f"lram_bf16@{c}"] = (lambda s=st: s.step(carry=False))
     dt_bytes = {}
     dt_session = OrtBackend(dt_path, threads=1)
     for c in cfg.contexts:
@@ -541,6 +551,8 @@ def _bench_batch(name, B, cfg, lram, dt, dt_path, chunk_path, fused_path, native
     del cands, keep
     native_session.close()
     dt_session.close()
+    if bf16 is not None:
+        bf16_session.close()
     p0 = min(cfg.positions)
     for p in cfg.positions:
         if p != p0:
@@ -548,6 +560,8 @@ def _bench_batch(name, B, cfg, lram, dt, dt_path, chunk_path, fused_path, native
     for c in cfg.contexts:
         ratios[f"dt_ort_over_lram@{c}"] = paired_ratio(ctx[f"dt_ort@{c}"], ctx[f"lram@{c}"])
         ratios[f"dt_over_lram@{c}"] = paired_ratio(ctx[f"dt@{c}"], ctx[f"lram@{c}"])
+        if f"lram_bf16@{c}" in ctx:
+            ratios[f"dt_ort_over_lram_bf16@{c}"] = paired_ratio(ctx[f"dt_ort@{c}"], ctx[f"lram_bf16@{c}"])
 
     out["paths"] = {n: _summary(v) for n, v in paths.items()}
     out["context"] = {n: _summary(v) for n, v in ctx.items()}

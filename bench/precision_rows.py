@@ -9,11 +9,13 @@ Rows (``ROWS``; name -> (flavour, precision)), each written from that flavour's 
   observations, as the bench's own walk does), which is cheap and enough for latency (MinMax ranges do not
   change which kernels run), not for accuracy (``lram calibrate`` records closed-loop data and gates it);
 - ``{standard,ort,native}_int8-nbits`` / ``{standard,ort,native}_int4-nbits`` (calibration/nbits.py: MatMulNBits, block 32,
-  accuracy_level 4; no data needed).
+  accuracy_level 4; no data needed);
+- ``native_bf16-state`` (calibration/state_bf16.py: the mLSTM memories stored as bfloat16; its floor counts its
+  own, smaller state).
 
 Ratios per batch (keys ``<preset>.b<B>.<ratio>@<row>``): ``precision_over_fp32@row`` = the row's step / the FP32
 step of the same flavour (paired per round), ``precision_over_floor@row`` = the row's step / its own memory floor
-(its own weight bytes + 2 x B x state bytes, over the bandwidth of the same round; the state stays FP32).
+(its own weight bytes + 2 x B x its own state bytes, over the bandwidth of the same round).
 """
 from __future__ import annotations
 
@@ -32,8 +34,9 @@ ROWS = {
     "ort_int4-nbits": ("ort", "int4-nbits"),
     "native_int8-nbits": ("native", "int8-nbits"),
     "native_int4-nbits": ("native", "int4-nbits"),
+    "native_bf16-state": ("native", "bf16-state"),
 }
-PRECISIONS = ("fp16", "int8", "int8-nbits", "int4-nbits")
+PRECISIONS = ("fp16", "int8", "int8-nbits", "int4-nbits", "bf16-state")
 # the FP32 row of each flavour in the paths group (bench.latency's candidate names)
 FP32_ROW = {"standard": "ort_chunk", "ort": "ort_fused", "native": "ort_native"}
 CALIBRATION_STEPS = 48  # synthetic calibration samples for the static INT8 row (latency only)
@@ -75,6 +78,7 @@ def write_rows(rows, fp32: dict, workdir: Path, log: Callable = lambda *_: None)
     from lram.calibration.fp16 import write_fp16
     from lram.calibration.int8 import write_int8
     from lram.calibration.nbits import write_nbits
+    from lram.calibration.state_bf16 import write_state_bf16
 
     out = {}
     for row in rows:
@@ -90,6 +94,8 @@ def write_rows(rows, fp32: dict, workdir: Path, log: Callable = lambda *_: None)
                 write_int8(src, dst, synthetic_calibration(src), mode="static")
             finally:
                 logging.disable(logging.NOTSET)
+        elif precision == "bf16-state":
+            write_state_bf16(src, dst)
         else:
             write_nbits(src, dst, precision)
         out[row] = dst

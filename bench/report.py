@@ -66,8 +66,8 @@ def markdown(report: dict) -> str:
 
     L.append("### Decision Transformer (KV cache) vs recurrent LRAM (ORT, native flavour) by context / episode position\n")
     L.append("| preset | batch | timesteps | DT step, ONNX Runtime | DT step, PyTorch eager | LRAM step at that position | "
-             "DT (ORT) / LRAM | DT (eager) / LRAM |")
-    L.append("|---|---|---|---|---|---|---|---|")
+             "DT (ORT) / LRAM | DT (eager) / LRAM | LRAM, bf16 state (opt-in) | DT (ORT) / LRAM bf16 state |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|")
     for name, pr in report["presets"].items():
         for B, br in pr["batches"].items():
             c, r = br["context"], br["ratios"]
@@ -77,7 +77,8 @@ def markdown(report: dict) -> str:
                 L.append(f"| {name} | {B} | {pos} | {_ms(_p50(c, f'dt_ort@{pos}'))} | "
                          f"{_ms(dt) if dt is not None else '(window capped)'} | "
                          f"{_ms(_p50(c, f'lram@{pos}'))} | {_rx(r, f'dt_ort_over_lram@{pos}')} | "
-                         f"{_rx(r, f'dt_over_lram@{pos}')} |")
+                         f"{_rx(r, f'dt_over_lram@{pos}')} | {_ms(_p50(c, f'lram_bf16@{pos}'))} | "
+                         f"{_rx(r, f'dt_ort_over_lram_bf16@{pos}')} |")
     ratios1600 = {k: v for k, v in report["ratios"].items() if k.endswith("dt_ort_over_lram@1600")}
     if ratios1600:
         L.append("\nDT (ONNX Runtime) / LRAM at 1600 timesteps: " + ", ".join(f"{k.split('.dt')[0]}: **{v:.2f}x**"

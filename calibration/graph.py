@@ -160,7 +160,7 @@ def save_with_manifest(model: onnx.ModelProto, out: str | Path, manifest: Manife
 
 
 def with_precision(manifest: Manifest, precision: str) -> Manifest:
-    if precision not in ("fp32", "fp16", "int8", "int8-nbits", "int4-nbits"):
+    if precision not in ("fp32", "fp16", "int8", "int8-nbits", "int4-nbits", "bf16-state"):
         raise ManifestError(f"unknown precision {precision!r}")
     return dataclasses.replace(manifest, precision=precision)
 

@@ -17,8 +17,9 @@ def _move(src: Path, dst: Path) -> None:
 
 @click.command("calibrate")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--precision", type=click.Choice(["fp16", "int8", "int8-nbits", "int4-nbits"]), required=True,
-              help="int8-nbits / int4-nbits: weight-only MatMulNBits for ONNX Runtime's CPU (standard or ort flavour)")
+@click.option("--precision", type=click.Choice(["fp16", "int8", "int8-nbits", "int4-nbits", "bf16-state"]), required=True,
+              help="int8-nbits / int4-nbits: weight-only MatMulNBits for ONNX Runtime's CPU (any ONNX Runtime flavour); "
+                   "bf16-state: the native graph's mLSTM memories stored as bfloat16 (half the state traffic)")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="OUT.onnx")
 @click.option("--env", "env_id", default=None, help="simulator id (default: the task named in the manifest), "
               "e.g. metaworld:pick-place-v3 or gym:Pendulum-v1; a graph exported for a reference-code task "
@@ -84,6 +85,13 @@ def calibrate(model, precision, output, env_id, rollouts, drift_steps, window, t
             info = write_fp16(model, staging)
             click.echo(f"fp16: {info['converted_matmuls']} weight MatMuls in FP16; kept FP32: "
                        f"{len(info['kept_fp32_matmuls'])} on the state recurrence, and the whole cell / state path")
+        elif precision == "bf16-state":
+            from lram.calibration.state_bf16 import write_state_bf16
+
+            info = write_state_bf16(model, staging)
+            before, after = info["state_bytes_per_robot"]
+            click.echo(f"bf16-state: {len(info['bf16_states'])} mLSTM memories in bfloat16; state per robot "
+                       f"{before / 1e6:.3g} -> {after / 1e6:.3g} MB")
         elif precision.endswith("-nbits"):
             from lram.calibration.nbits import write_nbits
 

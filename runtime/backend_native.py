@@ -16,7 +16,8 @@ from .backend_ort import ort_session
 from .graph_check import IOSpec
 from .native_xlstm import DOMAIN, LAYERS, load_kernels
 
-_NP_TYPES = {1: "float32", 10: "float16", 11: "float64", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 9: "bool"}
+_NP_TYPES = {1: "float32", 10: "float16", 11: "float64", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 9: "bool",
+             16: "bfloat16"}
 
 
 def _spec(v) -> IOSpec:

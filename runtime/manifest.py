@@ -53,6 +53,14 @@ class StateSpec:
     def __post_init__(self):
         if self.role not in STATE_ROLES:
             raise ManifestError(f"state '{self.name}': unknown role {self.role!r} (one of {', '.join(STATE_ROLES)})")
+        if self.dtype == "bfloat16":
+            # numpy has no bfloat16: ml_dtypes (which onnx requires) registers it, so that np.dtype("bfloat16"),
+            # the slots and every comparison by name work (lram calibrate --precision bf16-state)
+            try:
+                import ml_dtypes  # noqa: F401
+            except ImportError:
+                raise ManifestError(f"state '{self.name}' is bfloat16, which needs the ml_dtypes package "
+                                    "(pip install ml_dtypes; it comes with onnx)") from None
 
     @property
     def recurrent(self) -> bool:

@@ -51,14 +51,21 @@ def mlstm_layer(kernels, x_in, valid0, C, n, m, conv, conv_w, conv_b, w_qk, wv, 
         raise ValueError(f"{MLSTM_OP} node: x_in {tuple(x_in.shape)}, C {tuple(C.shape)} and w_qk {tuple(w_qk.shape)} "
                          "do not describe one layer")
     f = lambda name, x, shape: _f32(MLSTM_OP, name, x, shape)  # noqa: E731
-    args = [f("x_in", x_in, (B, T, 2 * I)), f("valid0", valid0, (B,)), f("C", C, (B, NH, DH, DH)),
+    bf16 = C.dtype.name == "bfloat16"  # the opt-in bf16 matrix memory (runtime/state_dtypes.py)
+    if bf16:
+        if tuple(C.shape) != (B, NH, DH, DH):
+            raise ValueError(f"{MLSTM_OP} node: C has shape {tuple(C.shape)}, expected {(B, NH, DH, DH)}")
+        C_arg, C_out = np.ascontiguousarray(C).view(np.uint16), np.empty((B, NH, DH, DH), C.dtype)
+    else:
+        C_arg, C_out = f("C", C, (B, NH, DH, DH)), _aligned_empty((B, NH, DH, DH))
+    args = [f("x_in", x_in, (B, T, 2 * I)), f("valid0", valid0, (B,)), C_arg,
             f("n", n, (B, NH, DH, 1)), f("m", m, (B, NH, 1, 1)), f("conv", conv, (B, K, I)),
             f("conv_w", conv_w, (K, I)), f("conv_b", conv_b, (I,)), f("w_qk", w_qk, (2 * d, d, NB)),
             f("wv", wv, (d, d, NB)), f("w_if", w_if, (3 * I, 2 * NH)), f("b_if", b_if, (2 * NH,)),
             f("outnorm_w", outnorm_w, (I,)), f("skip", skip, (I,))]
-    out = (np.empty((B, T, I), np.float32), _aligned_empty((B, NH, DH, DH)),
+    out = (np.empty((B, T, I), np.float32), C_out,
            np.empty((B, NH, DH, 1), np.float32), np.empty((B, NH, 1, 1), np.float32), np.empty((B, K, I), np.float32))
-    kernels.mlstm_layer(*args, *out, B, T, NH, DH, K, NB)
+    kernels.mlstm_layer(*args, out[0], C_out.view(np.uint16) if bf16 else C_out, *out[2:], B, T, NH, DH, K, NB, bf16)
     return out
 
 

@@ -16,7 +16,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
-#if defined(__AVX__)
+#if defined(__AVX__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 #include <stdlib.h>
@@ -55,20 +55,22 @@ __attribute__((noinline)) static float sum_sq_dev(const float *restrict a, float
 
 /* One row of C for a 3-token chunk (the hot loop: everything else is small). Not inlined, so that the
  * restrict qualifiers hold and the compiler vectorises it: inlined into the caller gcc 12 lost them and ran
- * it scalar, 8x slower (measured). With AVX and a 32-byte aligned output (runtime/native_xlstm.py allocates
- * so), the new row is written with streaming stores: C' is never read back in this step, and a plain store
+ * it scalar, 8x slower (measured). With AVX, a 32-byte aligned output (runtime/native_xlstm.py allocates so)
+ * and ``stream`` (the output is C' itself, not a buffer read again at once), the new row is written with streaming
+ * stores: C' is never read back in this step, and a plain store
  * would first read each cache line of the output (a third pass over the state). */
 __attribute__((noinline)) static void c_row3(const float *restrict row, float *restrict out, float *restrict y0,
                                              float *restrict y1, float *restrict y2, const float *restrict v0,
                                              const float *restrict v1, const float *restrict v2, float a0, float a1,
-                                             float a2, float w0, float w1, float w2, float fT, int keep, int DH)
+                                             float a2, float w0, float w1, float w2, float fT, int keep, int DH,
+                                             int stream)
 {
     if (!keep) {
         for (int d = 0; d < DH; d++) out[d] = w0 * v0[d] + w1 * v1[d] + w2 * v2[d];
         return;
     }
 #if defined(__AVX__) && defined(__FMA__)
-    if (((uintptr_t)out & 31) == 0 && (DH & 7) == 0) {
+    if (stream && ((uintptr_t)out & 31) == 0 && (DH & 7) == 0) {
         const __m256 A0 = _mm256_set1_ps(a0), A1 = _mm256_set1_ps(a1), A2 = _mm256_set1_ps(a2);
         const __m256 W0 = _mm256_set1_ps(w0), W1 = _mm256_set1_ps(w1), W2 = _mm256_set1_ps(w2), F = _mm256_set1_ps(fT);
         for (int d = 0; d < DH; d += 8) {
@@ -92,12 +94,76 @@ __attribute__((noinline)) static void c_row3(const float *restrict row, float *r
     }
 }
 
+/* The opt-in bf16 matrix memory (lram calibrate --precision bf16-state): C is stored as the top 16 bits of
+ * each float32, arithmetic stays float32. A row is widened into an L1 buffer, updated there and narrowed back
+ * with round-to-nearest-even (a NaN stays a NaN): half the bytes of the state pass, same code otherwise. */
+__attribute__((noinline)) static void bf16_to_f32(const uint16_t *restrict x, float *restrict y, int n)
+{
+    for (int i = 0; i < n; i++) {
+        const uint32_t u = (uint32_t)x[i] << 16;
+        float f;
+        memcpy(&f, &u, 4);
+        y[i] = f;
+    }
+}
+
+__attribute__((noinline)) static void f32_to_bf16(const float *restrict x, uint16_t *restrict y, int n)
+{
+    for (int i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], 4);
+        const uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+        y[i] = (uint16_t)(((u & 0x7FFFFFFFu) > 0x7F800000u) ? ((u >> 16) | 0x40u) : rounded);
+    }
+}
+
+/* c_row3 for a bf16 row: widened, updated and rounded (nearest-even) in registers, the new row streamed out. */
+__attribute__((noinline)) static void c_row3_bf16(const uint16_t *restrict row, uint16_t *restrict out,
+                                                  float *restrict y0, float *restrict y1, float *restrict y2,
+                                                  const float *restrict v0, const float *restrict v1,
+                                                  const float *restrict v2, float a0, float a1, float a2, float w0,
+                                                  float w1, float w2, float fT, int keep, int DH, float *restrict tmp)
+{
+#if defined(__AVX2__) && defined(__FMA__)
+    if (((uintptr_t)out & 15) == 0 && (DH & 7) == 0) {
+        const __m256 A0 = _mm256_set1_ps(a0), A1 = _mm256_set1_ps(a1), A2 = _mm256_set1_ps(a2);
+        const __m256 W0 = _mm256_set1_ps(w0), W1 = _mm256_set1_ps(w1), W2 = _mm256_set1_ps(w2);
+        const __m256 F = _mm256_set1_ps(keep ? fT : 0.f);
+        const __m256i half = _mm256_set1_epi32(0x7FFF), one = _mm256_set1_epi32(1);
+        for (int d = 0; d < DH; d += 8) {
+            const __m256 c = keep ? _mm256_castsi256_ps(_mm256_slli_epi32(
+                _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(row + d))), 16)) : _mm256_setzero_ps();
+            if (keep) {
+                _mm256_storeu_ps(y0 + d, _mm256_fmadd_ps(A0, c, _mm256_loadu_ps(y0 + d)));
+                _mm256_storeu_ps(y1 + d, _mm256_fmadd_ps(A1, c, _mm256_loadu_ps(y1 + d)));
+                _mm256_storeu_ps(y2 + d, _mm256_fmadd_ps(A2, c, _mm256_loadu_ps(y2 + d)));
+            }
+            __m256 o = _mm256_mul_ps(F, c);
+            o = _mm256_fmadd_ps(W0, _mm256_loadu_ps(v0 + d), o);
+            o = _mm256_fmadd_ps(W1, _mm256_loadu_ps(v1 + d), o);
+            o = _mm256_fmadd_ps(W2, _mm256_loadu_ps(v2 + d), o);
+            /* round to nearest-even (the state is finite: the update of finite numbers) */
+            const __m256i u = _mm256_castps_si256(o);
+            const __m256i r = _mm256_srli_epi32(
+                _mm256_add_epi32(u, _mm256_add_epi32(half, _mm256_and_si256(_mm256_srli_epi32(u, 16), one))), 16);
+            const __m128i packed = _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+            _mm_stream_si128((__m128i *)(out + d), packed);
+        }
+        return;
+    }
+#endif
+    bf16_to_f32(row, tmp, DH);
+    c_row3(tmp, tmp + DH, y0, y1, y2, v0, v1, v2, a0, a1, a2, w0, w1, w2, fT, keep, DH, 0);
+    f32_to_bf16(tmp + DH, out, DH);
+}
+
 /* One (row b, head h) of the chunked stabilised mLSTM: the math of export/cells.py::mlstm_cell. */
 static void cell_head(int T, int DH, const float *restrict q, const float *restrict k, const float *restrict v,
                       ptrdiff_t tstride, const float *restrict ig_raw, const float *restrict fg_raw, ptrdiff_t gstride,
                       float valid0, const float *restrict C, const float *restrict n, float m_in,
                       float *restrict Cout, float *restrict nout, float *restrict mout, float *restrict h,
-                      float *restrict y /* [T][DH] scratch */)
+                      float *restrict y /* [T][DH] scratch */, const uint16_t *C16, uint16_t *Co16,
+                      float *rows /* 2 DH scratch: a bf16 row widened, and its update */)
 {
     const float keep = valid0 != 0.f ? 1.f : 0.f;
     const float scale = 1.f / sqrtf((float)DH);
@@ -125,14 +191,21 @@ static void cell_head(int T, int DH, const float *restrict q, const float *restr
     for (int j = 0; j < T; j++) kwc[j] = scale * expf(aT + src[j] - mT);
     /* the one pass over C: the readouts q_t^T C and the new C' = fT C + sum_j kw_j v_j^T */
     memset(y, 0, sizeof(float) * T * DH);
-    if (T == 3) {
-        for (int i = 0; i < DH; i++)
-            c_row3(C + (ptrdiff_t)i * DH, Cout + (ptrdiff_t)i * DH, y, y + DH, y + 2 * DH, v, v + tstride, v + 2 * tstride,
-                   q[i], q[tstride + i], q[2 * tstride + i], kwc[0] * k[i], kwc[1] * k[tstride + i],
-                   kwc[2] * k[2 * tstride + i], fT, keep, DH);
-    } else {
-        for (int i = 0; i < DH; i++) {
-            const float *restrict row = C + (ptrdiff_t)i * DH; float *restrict out = Cout + (ptrdiff_t)i * DH;
+    for (int i = 0; i < DH; i++) {
+        if (C16 && T == 3) {
+            c_row3_bf16(C16 + (ptrdiff_t)i * DH, Co16 + (ptrdiff_t)i * DH, y, y + DH, y + 2 * DH, v, v + tstride,
+                        v + 2 * tstride, q[i], q[tstride + i], q[2 * tstride + i], kwc[0] * k[i], kwc[1] * k[tstride + i],
+                        kwc[2] * k[2 * tstride + i], fT, keep, DH, rows);
+            continue;
+        }
+        const float *row = C16 ? rows : C + (ptrdiff_t)i * DH;
+        float *out = C16 ? rows + DH : Cout + (ptrdiff_t)i * DH;
+        if (C16) bf16_to_f32(C16 + (ptrdiff_t)i * DH, rows, DH);
+        if (T == 3) {
+            c_row3(row, out, y, y + DH, y + 2 * DH, v, v + tstride, v + 2 * tstride, q[i], q[tstride + i],
+                   q[2 * tstride + i], kwc[0] * k[i], kwc[1] * k[tstride + i], kwc[2] * k[2 * tstride + i], fT, keep, DH,
+                   C16 == NULL /* a bf16 row is updated in L1 and narrowed: no streaming stores into that buffer */);
+        } else {
             for (int d = 0; d < DH; d++) out[d] = keep ? fT * row[d] : 0.f;
             for (int t = 0; t < T; t++) {
                 const float qi = keep ? q[t * tstride + i] : 0.f, wi = kwc[t] * k[t * tstride + i];
@@ -140,6 +213,7 @@ static void cell_head(int T, int DH, const float *restrict q, const float *restr
                 for (int d = 0; d < DH; d++) { yt[d] += qi * row[d]; out[d] += wi * vt[d]; }
             }
         }
+        if (C16) f32_to_bf16(out, Co16 + (ptrdiff_t)i * DH, DH);
     }
     /* the q.n readouts, the normalised outputs, then n' */
     for (int t = 0; t < T; t++) {
@@ -257,14 +331,16 @@ typedef struct {
     const float *conv_w, *conv_b, *w_qk, *wv, *w_if, *b_if, *outnorm_w, *skip;
 } Layer;
 
-/* One robot: export/cells.py::mlstm_layer_core. scratch: 6 T I + 5 I + 2 T NH + T DH floats. */
-static void layer_row(const Layer *L, const float *x_in, float valid0, const float *C, const float *n, const float *m,
-                      const float *conv, float *h_out, float *Co, float *no, float *mo, float *conv_out, float *scratch)
+/* One robot: export/cells.py::mlstm_layer_core. scratch: 6 T I + 5 I + 2 T NH + T DH + 2 DH floats. C and Co are
+ * float32, or bf16 (uint16) when c_bf16. */
+static void layer_row(const Layer *L, const float *x_in, float valid0, const void *C, const float *n, const float *m,
+                      const float *conv, float *h_out, void *Co, float *no, float *mo, float *conv_out, float *scratch,
+                      int c_bf16)
 {
     const int T = L->T, I = L->I, K = L->K, NH = L->NH, DH = L->DH, d = L->d, NB = L->NB;
     const int keep = valid0 != 0.f;
     float *xc = scratch, *q = xc + T * I, *k = q + T * I, *v = k + T * I, *h = v + T * I, *xm0 = h + T * I;
-    float *cat = xm0 + T * I, *tmp = cat + 3 * I, *g = tmp + 2 * I, *y = g + 2 * T * NH;
+    float *cat = xm0 + T * I, *tmp = cat + 3 * I, *g = tmp + 2 * I, *y = g + 2 * T * NH, *rows = y + T * DH;
     /* the cell's input half with token 0 zeroed when it is the skipped reward token (the conv window sees
      * zeros there, as in causal_conv) */
     for (int t = 0; t < T; t++) {
@@ -301,10 +377,13 @@ static void layer_row(const Layer *L, const float *x_in, float valid0, const flo
         memcpy(cat + 2 * I, v + t * I, sizeof(float) * I);
         gate_preacts(g + t * G, cat, L->w_if, L->b_if, 3 * I, G);
     }
-    for (int hh = 0; hh < NH; hh++)
+    for (int hh = 0; hh < NH; hh++) {
+        const ptrdiff_t c0 = (ptrdiff_t)hh * DH * DH;
         cell_head(T, DH, q + hh * DH, k + hh * DH, v + hh * DH, I, g + hh, g + NH + hh, G, valid0,
-                  C + (ptrdiff_t)hh * DH * DH, n + (ptrdiff_t)hh * DH, m[hh],
-                  Co + (ptrdiff_t)hh * DH * DH, no + (ptrdiff_t)hh * DH, mo + hh, h + hh * DH, y);
+                  c_bf16 ? NULL : (const float *)C + c0, n + (ptrdiff_t)hh * DH, m[hh],
+                  c_bf16 ? NULL : (float *)Co + c0, no + (ptrdiff_t)hh * DH, mo + hh, h + hh * DH, y,
+                  c_bf16 ? (const uint16_t *)C + c0 : NULL, c_bf16 ? (uint16_t *)Co + c0 : NULL, rows);
+    }
     /* head norm (LayerNorm over each head's DH, scale 1 + w), the learnable skip, the output gate silu(z) */
     for (int t = 0; t < T; t++) {
         const float *z = x_in + (ptrdiff_t)t * 2 * I + I;
@@ -453,9 +532,10 @@ static PyObject *mlstm_layer(PyObject *self, PyObject *args)
     (void)self;
     Py_buffer x_in, valid, C, n, m, conv, cw, cb, wqk, wv, wif, bif, onw, skip, h, Co, no, mo, convo;
     int B, T, NH, DH, K, NB;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*y*y*y*y*y*y*y*y*w*w*w*w*w*iiiiii", &x_in, &valid, &C, &n, &m, &conv,
+    int c_bf16 = 0;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*y*y*y*y*y*y*y*y*w*w*w*w*w*iiiiii|p", &x_in, &valid, &C, &n, &m, &conv,
                           &cw, &cb, &wqk, &wv, &wif, &bif, &onw, &skip, &h, &Co, &no, &mo, &convo,
-                          &B, &T, &NH, &DH, &K, &NB))
+                          &B, &T, &NH, &DH, &K, &NB, &c_bf16))
         return NULL;
     float *scratch = NULL;
     const int I = NH * DH;
@@ -465,28 +545,29 @@ static PyObject *mlstm_layer(PyObject *self, PyObject *args)
                      B, T, NH, DH, K, NB, TMAX);
         goto done;
     }
-    const Py_ssize_t f = 4, BT = (Py_ssize_t)B * T;
-    if (x_in.len != BT * 2 * I * f || valid.len != B * f || C.len != (Py_ssize_t)B * NH * DH * DH * f ||
+    const Py_ssize_t f = 4, BT = (Py_ssize_t)B * T, cf = c_bf16 ? 2 : 4;
+    if (x_in.len != BT * 2 * I * f || valid.len != B * f || C.len != (Py_ssize_t)B * NH * DH * DH * cf ||
         Co.len != C.len || n.len != (Py_ssize_t)B * I * f || no.len != n.len || m.len != (Py_ssize_t)B * NH * f ||
         mo.len != m.len || conv.len != (Py_ssize_t)B * K * I * f || convo.len != conv.len || h.len != BT * I * f ||
         cw.len != (Py_ssize_t)K * I * f || cb.len != I * f || wqk.len != (Py_ssize_t)2 * d * d * NB * f ||
         wv.len != (Py_ssize_t)d * d * NB * f || wif.len != (Py_ssize_t)3 * I * 2 * NH * f || bif.len != 2 * NH * f ||
         onw.len != I * f || skip.len != I * f) {
-        PyErr_Format(PyExc_ValueError, "mLSTM layer: a buffer does not match B=%d T=%d NH=%d DH=%d K=%d blocks=%d float32",
-                     B, T, NH, DH, K, NB);
+        PyErr_Format(PyExc_ValueError, "mLSTM layer: a buffer does not match B=%d T=%d NH=%d DH=%d K=%d blocks=%d "
+                     "(float32; C %s)", B, T, NH, DH, K, NB, c_bf16 ? "bf16" : "float32");
         goto done;
     }
-    scratch = (float *)malloc(sizeof(float) * ((size_t)6 * T * I + (size_t)5 * I + (size_t)2 * T * NH + (size_t)T * DH));
+    scratch = (float *)malloc(sizeof(float) * ((size_t)6 * T * I + (size_t)5 * I + (size_t)2 * T * NH + (size_t)T * DH +
+                                               (size_t)2 * DH));
     if (!scratch) { PyErr_NoMemory(); goto done; }
     const Layer L = {T, NH, DH, K, I, NB, d, cw.buf, cb.buf, wqk.buf, wv.buf, wif.buf, bif.buf, onw.buf, skip.buf};
     Py_BEGIN_ALLOW_THREADS
     for (int b = 0; b < B; b++) {
         const ptrdiff_t st = (ptrdiff_t)b * NH;
         layer_row(&L, (const float *)x_in.buf + (ptrdiff_t)b * T * 2 * I, ((const float *)valid.buf)[b],
-                  (const float *)C.buf + st * DH * DH, (const float *)n.buf + st * DH, (const float *)m.buf + st,
+                  (const char *)C.buf + st * DH * DH * cf, (const float *)n.buf + st * DH, (const float *)m.buf + st,
                   (const float *)conv.buf + (ptrdiff_t)b * K * I, (float *)h.buf + (ptrdiff_t)b * T * I,
-                  (float *)Co.buf + st * DH * DH, (float *)no.buf + st * DH, (float *)mo.buf + st,
-                  (float *)convo.buf + (ptrdiff_t)b * K * I, scratch);
+                  (char *)Co.buf + st * DH * DH * cf, (float *)no.buf + st * DH, (float *)mo.buf + st,
+                  (float *)convo.buf + (ptrdiff_t)b * K * I, scratch, c_bf16);
     }
 #if defined(__AVX__)
     _mm_sfence();  /* the streaming stores are visible before Python reads C' */

@@ -26,7 +26,7 @@ from .feeds import AdversarialFeed, SimulatorFeed
 FP32_ATOL, FP32_RTOL = 1e-4, 5e-5
 # precision -> (atol, rtol); None: logits are reported, not gated
 TOLERANCES = {"fp64": (FP32_ATOL, FP32_RTOL), "fp32": (FP32_ATOL, FP32_RTOL), "fp16": (0.05, 0.02), "int8": None,
-              "int8-nbits": None, "int4-nbits": None}
+              "int8-nbits": None, "int4-nbits": None, "bf16-state": None}
 _ORDER = list(TOLERANCES)
 MAX_STATE_ERROR = 0.5
 

@@ -18,14 +18,14 @@ def test_report_has_every_measurement(tiny_report):
     assert pr["advance"]["state_finite"]
     br = pr["batches"]["1"]
     assert set(br["paths"]) == {"ort_chunk", "ort_fused", "ort_native", "ort_sequential", "torch_eager", "gemv", *ROWS}
-    assert set(br["context"]) == {"lram@20", "lram@60", "dt@20", "dt_ort@20"}
+    assert set(br["context"]) == {"lram@20", "lram@60", "dt@20", "dt_ort@20", "lram_bf16@20"}
     assert br["floor_ms"] > 0
     nodes = pr["lram"]["nodes"]
     assert set(nodes) == {"standard", "ort", "native"} and all(0 < n["optimised"] <= n["exported"] for n in nodes.values())
     assert nodes["native"]["optimised"] < nodes["ort"]["optimised"] < nodes["standard"]["optimised"]
     for k in ("export_over_eager", "export_over_floor", "export_over_sequential", "dt_over_lram@20",
               "position_60_over_20", "fused_over_floor", "fused_over_export", "dt_ort_over_lram@20",
-              "native_over_floor", "native_over_fused", "native_over_export"):
+              "native_over_floor", "native_over_fused", "native_over_export", "dt_ort_over_lram_bf16@20"):
         assert br["ratios"][k] > 0 and r["ratios"][f"tiny.b1.{k}"] == br["ratios"][k]
         assert r["directions"][f"tiny.b1.{k}"] in ("lower", "higher")
 
@@ -47,7 +47,7 @@ def test_outputs_written(tiny_report, tmp_path):
 def test_quick_mode_is_what_ci_runs():
     q = quick_config()
     assert q.presets == ("tiny", "16M") and q.batches == (1,) and q.mode == "quick"
-    assert q.robots == () and len(q.precisions) == 4  # every precision row; the robots section is not gated
+    assert q.robots == () and len(q.precisions) == 5  # every precision row; the robots section is not gated
     assert set(q.contexts) <= set(q.positions)
     cfg = BenchConfig(positions=(10,), contexts=(30,))
     assert cfg.positions == (10, 30)  # every DT context has an LRAM position to pair with

@@ -14,7 +14,7 @@ PENDULUM_TASK = dict(obs_kind="state", obs_shape=(3,), action_kind="continuous",
                      action_high=(2.0,), reward_scale=100.0, target_return=-150.0, name="gym:Pendulum-v1")
 
 
-def build_graph(path, preset_name="tiny", task=None, seed=0, scale=0.1):
+def build_graph(path, preset_name="tiny", task=None, seed=0, scale=0.1, flavour="standard"):
     from lram.export.onnx_export import export_onnx
     from lram.model.config import TaskSpec, preset
     from lram.model.lram import LRAM
@@ -26,7 +26,7 @@ def build_graph(path, preset_name="tiny", task=None, seed=0, scale=0.1):
     with torch.no_grad():  # never the stock init: it zeroes gates and recurrent weights
         for p in model.parameters():
             p.add_(scale * torch.randn(p.shape, generator=g))
-    return export_onnx(model.eval(), path)
+    return export_onnx(model.eval(), path, flavour=flavour)
 
 
 def scramble(src, dst):

@@ -191,3 +191,19 @@ def test_cli_default_is_the_native_flavour_and_tensorrt_refuses_it(tmp_path, sta
     assert res.exit_code != 0 and "--flavour standard" in res.output and "Traceback" not in res.output
     res = runner.invoke(cli, ["verify", str(tmp_path / "p.onnx"), "--against", str(ckpt), "--steps", "50"])
     assert res.exit_code == 0 and "PASS" in res.output, res.output
+
+
+def test_bf16_memory_is_the_fp32_update_rounded_once():
+    """The bf16-state path (lram calibrate --precision bf16-state): the compiled layer widens C, runs the same
+    float32 update and rounds C' to nearest-even; every other output is bit-identical to the float32 path."""
+    import ml_dtypes
+
+    x_in, valid0, state, weights = _core_inputs(5, 3, 2, 16, 4, 4, 0.0, seed=11)
+    args = [t.numpy().astype(np.float32) for t in (x_in, valid0, *state.values(), *weights.values())]
+    c16 = args[2].astype(ml_dtypes.bfloat16)
+    ref = mlstm_layer(load_kernels(), *args[:2], c16.astype(np.float32), *args[3:])
+    got = mlstm_layer(load_kernels(), *args[:2], c16, *args[3:])
+    assert got[1].dtype == c16.dtype
+    np.testing.assert_array_equal(got[1].view(np.uint16), ref[1].astype(ml_dtypes.bfloat16).view(np.uint16))
+    for a, b in zip((got[0], *got[2:]), (ref[0], *ref[2:])):
+        np.testing.assert_array_equal(a, b)
