@@ -26,7 +26,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from lram.runtime.manifest import Manifest
 
-from .graph import GraphError, load_fp32_standard, replace_nodes, save_with_manifest, weight_matmuls, with_precision
+from .graph import GraphError, load_fp32, replace_nodes, save_with_manifest, weight_matmuls, with_precision
 
 FP16_MAX = 65504.0
 
@@ -74,7 +74,7 @@ def convert_fp16(model: onnx.ModelProto, manifest: Manifest) -> tuple[onnx.Model
 
 def write_fp16(src: str | Path, dst: str | Path) -> dict:
     """Convert the graph at ``src`` and write it (with its manifest, precision "fp16") to ``dst``."""
-    model, manifest = load_fp32_standard(src, "convert")
+    model, manifest = load_fp32(src, "convert")
     conv, info = convert_fp16(model, manifest)
     save_with_manifest(conv, dst, with_precision(manifest, "fp16"),
                        extra={"calibration": {"precision": "fp16", "source": Path(src).name, **info}})

@@ -118,15 +118,17 @@ def weight_matmuls(model: onnx.ModelProto, manifest: Manifest) -> list[WeightMat
     return found
 
 
-def load_fp32_standard(path: str | Path, verb: str) -> tuple[onnx.ModelProto, Manifest]:
-    """The graph a precision pass starts from: the exporter's FP32 standard flavour, and its manifest."""
+def load_fp32(path: str | Path, verb: str, flavours=("standard",), hint: str = "lram export --flavour standard"
+              ) -> tuple[onnx.ModelProto, Manifest]:
+    """The graph a precision pass starts from (the exporter's FP32 graph of one of ``flavours``) and its manifest,
+    or GraphError naming what to export instead (``hint``)."""
     model = load(path)
     manifest = read_manifest(path)
     if manifest.precision != "fp32":
         raise GraphError(f"{path} is already {manifest.precision}; {verb} the FP32 graph")
-    if manifest.flavour != "standard":
-        raise GraphError(f"{path} is the {manifest.flavour!r} flavour; precision passes take the standard graph "
-                         "(lram export --flavour standard)")
+    if manifest.flavour not in flavours:
+        raise GraphError(f"{path} is the {manifest.flavour!r} flavour; this pass takes the {' or '.join(flavours)} "
+                         f"flavour ({hint})")
     return model, manifest
 
 

@@ -32,7 +32,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from lram.runtime.manifest import Manifest
 
-from .graph import (GraphError, WeightMatMul, load_fp32_standard, replace_nodes, save_with_manifest, weight_matmuls,
+from .graph import (GraphError, WeightMatMul, load_fp32, replace_nodes, save_with_manifest, weight_matmuls,
                     with_precision)
 from .record import CalibrationSet
 
@@ -147,7 +147,7 @@ def write_int8(src: str | Path, dst: str | Path, cs: CalibrationSet | None, mode
     """Quantise the graph at ``src`` and write it (manifest precision "int8") to ``dst``."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    model, manifest = load_fp32_standard(src, "quantise")
+    model, manifest = load_fp32(src, "quantise")
     if mode == "static":
         if cs is None:
             raise GraphError("static INT8 needs calibration data")

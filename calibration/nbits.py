@@ -13,9 +13,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from lram.runtime.model_files import read_manifest
-
-from .graph import GraphError, load, save_with_manifest, with_precision
+from .graph import GraphError, load_fp32, save_with_manifest, with_precision
 from .int8 import select_nodes
 
 PRECISIONS = {"int8-nbits": 8, "int4-nbits": 4}
@@ -26,13 +24,7 @@ def write_nbits(src: str | Path, dst: str | Path, precision: str) -> dict:
     """Quantise the FP32 graph at ``src`` (standard or ort flavour) and write it to ``dst``."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    model = load(src)
-    manifest = read_manifest(src)
-    if manifest.precision != "fp32":
-        raise GraphError(f"{src} is already {manifest.precision}; quantise the FP32 graph")
-    if manifest.flavour not in ("standard", "ort", "native"):
-        raise GraphError(f"{src} is the {manifest.flavour!r} flavour; weight-only N-bit graphs start from the "
-                         "standard or ort flavour")
+    model, manifest = load_fp32(src, "quantise", ("standard", "ort", "native"), "lram export")
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     chosen, left = select_nodes(model, manifest)

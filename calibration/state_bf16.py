@@ -17,9 +17,7 @@ from pathlib import Path
 
 import onnx
 
-from lram.runtime.model_files import read_manifest
-
-from .graph import GraphError, load, save_with_manifest, with_precision
+from .graph import GraphError, load_fp32, save_with_manifest, with_precision
 
 PRECISION = "bf16-state"
 
@@ -31,13 +29,8 @@ def bf16_states(manifest) -> list:
 
 def write_state_bf16(src: str | Path, dst: str | Path) -> dict:
     """Write the FP32 native graph at ``src`` with its mLSTM memories typed bfloat16 to ``dst``."""
-    model = load(src)
-    manifest = read_manifest(src)
-    if manifest.precision != "fp32":
-        raise GraphError(f"{src} is already {manifest.precision}; start from the FP32 graph")
-    if manifest.flavour != "native":
-        raise GraphError(f"{src} is the {manifest.flavour!r} flavour; a bf16 state needs the native flavour (its "
-                         "compiled mLSTM layers hold C): export with 'lram export' (default) or --flavour native")
+    # the native flavour: its compiled mLSTM layers hold C (in the other flavours C runs inside ONNX Runtime)
+    model, manifest = load_fp32(src, "convert", ("native",), "lram export, the default, or --flavour native")
     chosen = bf16_states(manifest)
     if not chosen:
         raise GraphError(f"{src} has no mLSTM matrix memory to store as bf16")

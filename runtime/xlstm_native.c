@@ -53,6 +53,25 @@ __attribute__((noinline)) static float sum_sq_dev(const float *restrict a, float
     return acc;
 }
 
+#if defined(__AVX__) && defined(__FMA__)
+/* Eight columns of one row c of C: the readouts y_t += a_t c, and the new row f c + sum_j w_j v_j. */
+static inline void readout8(__m256 c, float *y0, float *y1, float *y2, __m256 A0, __m256 A1, __m256 A2)
+{
+    _mm256_storeu_ps(y0, _mm256_fmadd_ps(A0, c, _mm256_loadu_ps(y0)));
+    _mm256_storeu_ps(y1, _mm256_fmadd_ps(A1, c, _mm256_loadu_ps(y1)));
+    _mm256_storeu_ps(y2, _mm256_fmadd_ps(A2, c, _mm256_loadu_ps(y2)));
+}
+
+static inline __m256 update8(__m256 c, const float *v0, const float *v1, const float *v2, __m256 W0, __m256 W1,
+                             __m256 W2, __m256 F)
+{
+    __m256 o = _mm256_mul_ps(F, c);
+    o = _mm256_fmadd_ps(W0, _mm256_loadu_ps(v0), o);
+    o = _mm256_fmadd_ps(W1, _mm256_loadu_ps(v1), o);
+    return _mm256_fmadd_ps(W2, _mm256_loadu_ps(v2), o);
+}
+#endif
+
 /* One row of C for a 3-token chunk (the hot loop: everything else is small). Not inlined, so that the
  * restrict qualifiers hold and the compiler vectorises it: inlined into the caller gcc 12 lost them and ran
  * it scalar, 8x slower (measured). With AVX, a 32-byte aligned output (runtime/native_xlstm.py allocates so)
@@ -75,14 +94,8 @@ __attribute__((noinline)) static void c_row3(const float *restrict row, float *r
         const __m256 W0 = _mm256_set1_ps(w0), W1 = _mm256_set1_ps(w1), W2 = _mm256_set1_ps(w2), F = _mm256_set1_ps(fT);
         for (int d = 0; d < DH; d += 8) {
             const __m256 c = _mm256_loadu_ps(row + d);
-            _mm256_storeu_ps(y0 + d, _mm256_fmadd_ps(A0, c, _mm256_loadu_ps(y0 + d)));
-            _mm256_storeu_ps(y1 + d, _mm256_fmadd_ps(A1, c, _mm256_loadu_ps(y1 + d)));
-            _mm256_storeu_ps(y2 + d, _mm256_fmadd_ps(A2, c, _mm256_loadu_ps(y2 + d)));
-            __m256 o = _mm256_mul_ps(F, c);
-            o = _mm256_fmadd_ps(W0, _mm256_loadu_ps(v0 + d), o);
-            o = _mm256_fmadd_ps(W1, _mm256_loadu_ps(v1 + d), o);
-            o = _mm256_fmadd_ps(W2, _mm256_loadu_ps(v2 + d), o);
-            _mm256_stream_ps(out + d, o);
+            readout8(c, y0 + d, y1 + d, y2 + d, A0, A1, A2);
+            _mm256_stream_ps(out + d, update8(c, v0 + d, v1 + d, v2 + d, W0, W1, W2, F));
         }
         return;
     }
@@ -95,8 +108,9 @@ __attribute__((noinline)) static void c_row3(const float *restrict row, float *r
 }
 
 /* The opt-in bf16 matrix memory (lram calibrate --precision bf16-state): C is stored as the top 16 bits of
- * each float32, arithmetic stays float32. A row is widened into an L1 buffer, updated there and narrowed back
- * with round-to-nearest-even (a NaN stays a NaN): half the bytes of the state pass, same code otherwise. */
+ * each float32, arithmetic stays float32, rounded to nearest-even once per step: half the bytes of the state
+ * pass. c_row3_bf16 does it in registers; these widen / narrow a row through an L1 buffer for the other paths
+ * (no AVX2, a chunk of other than 3 tokens), where a NaN stays a NaN. */
 __attribute__((noinline)) static void bf16_to_f32(const uint16_t *restrict x, float *restrict y, int n)
 {
     for (int i = 0; i < n; i++) {
@@ -133,15 +147,8 @@ __attribute__((noinline)) static void c_row3_bf16(const uint16_t *restrict row, 
         for (int d = 0; d < DH; d += 8) {
             const __m256 c = keep ? _mm256_castsi256_ps(_mm256_slli_epi32(
                 _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(row + d))), 16)) : _mm256_setzero_ps();
-            if (keep) {
-                _mm256_storeu_ps(y0 + d, _mm256_fmadd_ps(A0, c, _mm256_loadu_ps(y0 + d)));
-                _mm256_storeu_ps(y1 + d, _mm256_fmadd_ps(A1, c, _mm256_loadu_ps(y1 + d)));
-                _mm256_storeu_ps(y2 + d, _mm256_fmadd_ps(A2, c, _mm256_loadu_ps(y2 + d)));
-            }
-            __m256 o = _mm256_mul_ps(F, c);
-            o = _mm256_fmadd_ps(W0, _mm256_loadu_ps(v0 + d), o);
-            o = _mm256_fmadd_ps(W1, _mm256_loadu_ps(v1 + d), o);
-            o = _mm256_fmadd_ps(W2, _mm256_loadu_ps(v2 + d), o);
+            if (keep) readout8(c, y0 + d, y1 + d, y2 + d, A0, A1, A2);
+            const __m256 o = update8(c, v0 + d, v1 + d, v2 + d, W0, W1, W2, F);
             /* round to nearest-even (the state is finite: the update of finite numbers) */
             const __m256i u = _mm256_castps_si256(o);
             const __m256i r = _mm256_srli_epi32(
