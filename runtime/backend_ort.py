@@ -27,11 +27,14 @@ class NativeFlavour(BackendUnavailable):
     """The graph is the native flavour: backends.py opens it with backend_native.NativeOrtBackend instead."""
 
 
-def ort_session(src, threads: int, path, providers=("CPUExecutionProvider",)) -> ort.InferenceSession:
+def ort_session(src, threads: int, path, providers=("CPUExecutionProvider",), spin: bool = True) -> ort.InferenceSession:
     """An ONNX Runtime session for ``src`` (a file or serialized bytes; ``path`` names it in errors) with this
-    runtime's settings, or BackendUnavailable saying what to do."""
+    runtime's settings, or BackendUnavailable saying what to do. ``spin=False``: its worker threads sleep between
+    calls instead of spinning (when other threads of ours need the cores in between)."""
     so = ort.SessionOptions()
     so.intra_op_num_threads = int(threads)
+    if not spin:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -41,8 +41,30 @@ def _aligned_empty(shape) -> np.ndarray:
     return raw[skip : skip + n].reshape(shape)
 
 
-def mlstm_layer(kernels, x_in, valid0, C, n, m, conv, conv_w, conv_b, w_qk, wv, w_if, b_if, outnorm_w, skip):
-    """(h [B, T, I], C', n', m', conv') as fresh arrays; the inputs are not modified."""
+def _in_parts(pool, B: int, run) -> None:
+    """run(lo, hi) over the robots [0, B): in one call, or split across ``pool``'s threads and the caller's. The
+    compiled calls release the GIL and robots are independent, so the parts run in parallel; rows of C-contiguous
+    arrays stay C-contiguous (and C' stays 64-byte aligned: a robot's C is a multiple of 64 bytes)."""
+    parts = 1 if pool is None else min(B, pool._max_workers + 1)
+    if parts == 1:
+        run(0, B)
+        return
+    bounds = [B * i // parts for i in range(parts + 1)]
+    others = [pool.submit(run, lo, hi) for lo, hi in zip(bounds[1:-1], bounds[2:])]
+    try:
+        run(bounds[0], bounds[1])
+    finally:
+        for f in others:
+            f.result()
+
+
+def _rows(arrays, batched, lo, hi):
+    return [x[lo:hi] if i in batched else x for i, x in enumerate(arrays)]
+
+
+def mlstm_layer(kernels, x_in, valid0, C, n, m, conv, conv_w, conv_b, w_qk, wv, w_if, b_if, outnorm_w, skip, pool=None):
+    """(h [B, T, I], C', n', m', conv') as fresh arrays; the inputs are not modified. ``pool``: a thread pool to
+    split the robots over (the backend's threads beyond the first)."""
     B, T, I2 = x_in.shape
     NH, DH = C.shape[1], C.shape[2]
     I, K = NH * DH, conv.shape[1]
@@ -51,7 +73,7 @@ def mlstm_layer(kernels, x_in, valid0, C, n, m, conv, conv_w, conv_b, w_qk, wv, 
         raise ValueError(f"{MLSTM_OP} node: x_in {tuple(x_in.shape)}, C {tuple(C.shape)} and w_qk {tuple(w_qk.shape)} "
                          "do not describe one layer")
     f = lambda name, x, shape: _f32(MLSTM_OP, name, x, shape)  # noqa: E731
-    bf16 = C.dtype.name == "bfloat16"  # the opt-in bf16 matrix memory (runtime/state_dtypes.py)
+    bf16 = C.dtype.name == "bfloat16"  # the opt-in bf16 matrix memory (calibration/state_bf16.py)
     if bf16:
         if tuple(C.shape) != (B, NH, DH, DH):
             raise ValueError(f"{MLSTM_OP} node: C has shape {tuple(C.shape)}, expected {(B, NH, DH, DH)}")
@@ -65,12 +87,14 @@ def mlstm_layer(kernels, x_in, valid0, C, n, m, conv, conv_w, conv_b, w_qk, wv, 
             f("outnorm_w", outnorm_w, (I,)), f("skip", skip, (I,))]
     out = (np.empty((B, T, I), np.float32), C_out,
            np.empty((B, NH, DH, 1), np.float32), np.empty((B, NH, 1, 1), np.float32), np.empty((B, K, I), np.float32))
-    kernels.mlstm_layer(*args, out[0], C_out.view(np.uint16) if bf16 else C_out, *out[2:], B, T, NH, DH, K, NB, bf16)
+    outs = [out[0], C_out.view(np.uint16) if bf16 else C_out, *out[2:]]
+    _in_parts(pool, B, lambda lo, hi: kernels.mlstm_layer(*_rows(args, range(6), lo, hi), *(o[lo:hi] for o in outs),
+                                                          hi - lo, T, NH, DH, K, NB, bf16))
     return out
 
 
-def slstm_cell(kernels, wx, valid0, h, c, n, m, Rt, bias):
-    """(y [B, T, H], h', c', n', m') as fresh arrays; the inputs are not modified."""
+def slstm_cell(kernels, wx, valid0, h, c, n, m, Rt, bias, pool=None):
+    """(y [B, T, H], h', c', n', m') as fresh arrays; the inputs are not modified. ``pool``: as for mlstm_layer."""
     B, T, H4 = wx.shape
     NH, DH = Rt.shape[0], Rt.shape[1]
     H = NH * DH
@@ -80,7 +104,8 @@ def slstm_cell(kernels, wx, valid0, h, c, n, m, Rt, bias):
     args = [f("wx", wx, (B, T, 4 * H)), f("valid0", valid0, (B,)), *(f(k, x, (B, H)) for k, x in zip("hcnm", (h, c, n, m))),
             f("Rt", Rt, (NH, DH, 4 * DH)), f("bias", bias, (4 * H,))]
     out = (np.empty((B, T, H), np.float32), *(np.empty((B, H), np.float32) for _ in range(4)))
-    kernels.slstm_cell(*args, *out, B, T, NH, DH)
+    _in_parts(pool, B, lambda lo, hi: kernels.slstm_cell(*_rows(args, range(6), lo, hi), *(o[lo:hi] for o in out),
+                                                         hi - lo, T, NH, DH))
     return out
 
 

@@ -160,3 +160,22 @@ def test_bf16_memory_is_the_fp32_update_rounded_once():
     np.testing.assert_array_equal(got[1].view(np.uint16), ref[1].astype(ml_dtypes.bfloat16).view(np.uint16))
     for a, b in zip((got[0], *got[2:]), (ref[0], *ref[2:])):
         np.testing.assert_array_equal(a, b)
+
+
+def test_robots_split_over_threads_give_the_same_bits():
+    """A backend with threads > 1 splits each compiled call's robots over a pool (the calls release the GIL):
+    every output is bit-identical to one call, with an odd batch so the parts differ in size."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    x_in, valid0, state, weights = _core_inputs(5, 3, 2, 16, 4, 4, -3.0, seed=5)
+    args = [t.numpy().astype(np.float32) for t in (x_in, valid0, *state.values(), *weights.values())]
+    with ThreadPoolExecutor(2) as pool:
+        one, split = mlstm_layer(load_kernels(), *args), mlstm_layer(load_kernels(), *args, pool=pool)
+        g = np.random.default_rng(0)
+        s_args = [g.standard_normal((5, 3, 4 * 8)).astype(np.float32), args[1],
+                  *(g.standard_normal((5, 8)).astype(np.float32) for _ in range(4)),
+                  g.standard_normal((2, 4, 16)).astype(np.float32), g.standard_normal(32).astype(np.float32)]
+        s_args[4] = np.abs(s_args[4]) + 0.1
+        s_one, s_split = native_slstm_cell(load_kernels(), *s_args), native_slstm_cell(load_kernels(), *s_args, pool=pool)
+    for a, b in zip((*one, *s_one), (*split, *s_split)):
+        np.testing.assert_array_equal(a, b)
