@@ -3,8 +3,11 @@
 At batch 16 the 16M step is half state traffic (7.5 MB per robot, read and written every step), and the
 state sets the crossover against a Transformer's KV cache. C is 99% of the state; storing it as the top 16
 bits of each float32 (bfloat16: float32's exponent range, 8 significant bits) halves that traffic. The compiled
-mLSTM layer (runtime/xlstm_native.c) widens each row into float32, updates it there and rounds it back to
-nearest-even, so the only change is the rounding of C once per step; n, m and every other state stay float32.
+mLSTM layer (runtime/xlstm_native.c) widens each row into float32, updates it there and rounds it back once
+per step, stochastically (a dither that is a hash of the value and its position, so a step stays a pure
+function of its inputs); n, m and every other state stay float32. Round-to-nearest measured worse on the shipped
+policy's 10,000-step drift check (state error 0.66 against 0.21): on a memory that forgets slowly it drops
+every update smaller than half a bf16 step, always in the same direction.
 
 The pass only retypes the C state tensors (graph inputs and outputs) and the manifest: the native backend
 picks the bf16 path from the array's dtype. It takes the native flavour (the one whose C never enters ONNX
