@@ -1,7 +1,7 @@
 """Cut an ONNX graph at the nodes a native kernel runs: ONNX Runtime segments and native nodes, in order.
 
-A native-flavour graph is one ONNX file (one manifest, one artifact) in which each mLSTM cell is a node of the
-``lram.native`` domain that ONNX Runtime cannot run. This cuts it, at load time, into stages: stage s is an
+A native-flavour graph is one ONNX file (one manifest, one artifact) in which each mLSTM layer core and each
+sLSTM recurrence is a node of the ``lram.native`` domain that ONNX Runtime cannot run. This cuts it, at load time, into stages: stage s is an
 ONNX segment (every ordinary node whose inputs are available once the native nodes before stage s have run)
 followed by the native nodes that become runnable then. Values that cross a cut (a block's q, k, v, the
 gates, the masks) pass through a dict of arrays; the graph's state inputs go straight to the native nodes and
@@ -84,10 +84,21 @@ def split(model: onnx.ModelProto, domain: str) -> list[Stage]:
                 | {i for n in natives for i in n.input}
             outputs = [o for n in ordinary for o in n.output if o in needed]
             segment = _segment(model, ordinary, produced, outputs, inits, consts, types, f"stage{lv}")
-        result.append(Stage(segment, [NativeNode(n.op_type, list(n.input), list(n.output),
-                                                 {i: numpy_helper.to_array(inits[i]) for i in n.input if i in inits})
+        result.append(Stage(segment, [NativeNode(n.op_type, list(n.input), list(n.output), _constants(n, inits, consts))
                                       for n in natives]))
     return result
+
+
+def _constants(node, inits, consts) -> dict:
+    """The node's inputs that are constants of the graph (initializers or Constant nodes), as arrays."""
+    out = {i: numpy_helper.to_array(inits[i]) for i in node.input if i in inits}
+    for i in node.input:
+        if i in consts:
+            value = next((a.t for a in consts[i].attribute if a.name == "value"), None)
+            if value is None:
+                raise ValueError(f"{node.op_type} reads the Constant {i!r}, which is not a tensor value")
+            out[i] = numpy_helper.to_array(value)
+    return out
 
 
 def _value_types(model: onnx.ModelProto) -> dict:

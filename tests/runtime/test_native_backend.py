@@ -47,3 +47,26 @@ def test_freed_memory_stays_in_the_process_on_glibc():
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("the setting is glibc's")
     assert retain_freed_memory() is True
+
+
+def test_split_hands_constants_to_the_native_node_and_keeps_the_order():
+    import numpy as np
+    from onnx import numpy_helper
+
+    from lram.runtime.graph_segments import split
+
+    f = lambda n: helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 4])  # noqa: E731
+    w = numpy_helper.from_array(np.arange(4, dtype=np.float32).reshape(1, 4), "w")
+    nodes = [helper.make_node("Constant", [], ["k"], value=numpy_helper.from_array(np.ones((1, 4), np.float32))),
+             helper.make_node("Relu", ["x"], ["r"]),
+             helper.make_node("MLSTMLayer", ["r", "k", "w"], ["h"], domain=DOMAIN),
+             helper.make_node("Neg", ["h"], ["y"])]
+    model = helper.make_model(helper.make_graph(nodes, "g", [f("x")], [f("y")], initializer=[w]),
+                              opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(DOMAIN, 1)])
+    first, second = split(model, DOMAIN)
+    assert [n.op_type for n in first.segment.model.graph.node] == ["Relu"] and first.segment.outputs == ["r"]
+    (native,) = first.natives
+    assert native.inputs == ["r", "k", "w"] and set(native.weights) == {"k", "w"}
+    np.testing.assert_array_equal(native.weights["k"], np.ones((1, 4), np.float32))
+    assert [n.op_type for n in second.segment.model.graph.node] == ["Neg"] and second.segment.inputs == ["h"]
+    assert second.natives == []
