@@ -6,19 +6,22 @@ What runs (per preset, per batch size):
   (``ort_sequential``), PyTorch eager step mode as the reference code runs it (``torch_eager``: the xlstm
   package's step() three times per environment step), and a bandwidth probe (``gemv``: one-thread GEMV over
   256 MB) from which the memory floor of that same round is computed;
-- group "context": the recurrent LRAM on ORT (the ort flavour, the default export) at episode positions P (``lram@P``; the state was reached by
+- group "paths" also runs the native flavour (``ort_native``; compiled xLSTM layers between ONNX Runtime segments);
+- group "context": the recurrent LRAM on ORT (the native flavour, the fastest) at episode positions P (``lram@P``; the state was reached by
   stepping the exported graph from an episode start at batch 1, then copied to every robot of the batch) and
   the Decision-Transformer baseline with its KV cache filled to C timesteps (``dt@C``; filled by one parallel
   prefill at batch 1, copied to the batch; every timed step appends r, s, R in one call and is then rewound so
   that the context stays C), both in PyTorch eager (``dt@C``) and exported to ONNX Runtime (``dt_ort@C``, the
   baseline: same runtime and threads as the LRAM; ``transformer_onnx``).
 - in group "paths" also every reduced precision next to every flavour it applies to (``precision_rows``: fp16 and
-  int8 Q/DQ of the standard graph, int8 / int4 MatMulNBits of both), paired with their flavour's FP32 row;
+  int8 Q/DQ of the standard graph, int8 / int4 MatMulNBits of every ONNX Runtime flavour, the bf16 state of the
+  native one), paired with their flavour's FP32 row; in group "context" the bf16-state LRAM beside
+  (``lram_bf16@C``);
 - per preset in ``robots``, after its batches: robots served at 50 Hz by one process on one thread (``robots``:
-  p99 of the runtime's ``Policy.step`` with N robots under the period; ort and standard flavour).
+  p99 of the runtime's ``Policy.step`` with N robots under the period; native, ort and standard flavour).
 
 Timing discipline (2 shared cores, other users): one thread everywhere; candidates of a group take turns in
-rounds (the order rotates each round), ``calls_per_round`` consecutive calls each; a candidate's round value
+rounds (a fresh random order each round), ``calls_per_round`` consecutive calls each; a candidate's round value
 is the median of its calls; ratios are the median over rounds of the per-round ratio (paired, so load that
 drifts between rounds cancels). Only ratios are compared across runs (``bench_gate``); absolute times are
 reported for reading, never asserted.
@@ -372,8 +375,8 @@ def run_bench(cfg: BenchConfig, progress: Callable | None = print, command: str 
                 from .robots import robots_at_hz
 
                 log(f"[{name}] robots at {cfg.robot_hz:g} Hz (Policy.step, one process, one thread)")
-                pr["robots"] = robots_at_hz({"native": native_path, "ort": fused_path, "standard": chunk_path}, cfg.robot_hz,
-                                            cfg.robot_counts, progress=log)
+                pr["robots"] = robots_at_hz({"native": native_path, "ort": fused_path, "standard": chunk_path},
+                                            cfg.robot_hz, cfg.robot_counts, progress=log)
             pr["peak_rss_bytes_after"] = peak_rss_bytes()
             del lram, dt, snaps
     finally:
@@ -436,6 +439,8 @@ def _advance_curve(times: np.ndarray, positions) -> dict:
 def _precision_graphs(cfg, chunk_path, fused_path, native_path, workdir, pr, log) -> dict:
     """{row: (path, weight bytes, state bytes per robot)} of the reduced-precision rows (bench/precision_rows.py);
     their node counts and sizes go into the preset's record ``pr``."""
+    from lram.runtime.model_files import read_manifest
+
     from .precision_rows import ROWS, write_rows
 
     rows = rows_for(cfg.precisions)
@@ -445,17 +450,14 @@ def _precision_graphs(cfg, chunk_path, fused_path, native_path, workdir, pr, log
     out, info = {}, {}
     pr["lram"]["precision_rows"] = info
     for row, path in paths.items():
-        from lram.runtime.model_files import read_manifest
-
         out[row] = (path, onnx_weight_bytes(path), read_manifest(path).state_bytes_per_robot)
         info[row] = {"flavour": ROWS[row][0], "precision": ROWS[row][1], "graph_weight_bytes": out[row][1],
                      "state_bytes_per_robot": out[row][2], "nodes": node_counts(path, workdir)}
     return out
 
 
-def _bench_batch(name, B, cfg, lram, dt, dt_path, chunk_path, fused_path, native_path, seq_path, snaps, weight_bytes, state_bytes,
-                 probe, bw_all,
-                 report, log, rows=None) -> dict:
+def _bench_batch(name, B, cfg, lram, dt, dt_path, chunk_path, fused_path, native_path, seq_path, snaps,
+                 weight_bytes, state_bytes, probe, bw_all, report, log, rows=None) -> dict:
     from lram.bench.transformer import kv_cache_bytes
     from lram.bench.transformer_onnx import OrtDTStepper
 
@@ -467,18 +469,18 @@ def _bench_batch(name, B, cfg, lram, dt, dt_path, chunk_path, fused_path, native
 
     from .artifact import Artifact
 
-    # -- group "paths": exported chunk graph vs sequential export vs eager, and the bandwidth probe
-    session = Artifact(chunk_path, "ort-cpu", threads=1)  # one session (one copy of the weights) per graph
-    chunk = OrtStepper(chunk_path, B, cfg.inject_slowdown, cfg.seed, art=session)
-    chunk.set_state(snaps[min(cfg.positions)])
-    fused_session = Artifact(fused_path, "ort-cpu", threads=1)
-    fused = OrtStepper(fused_path, B, cfg.inject_slowdown, cfg.seed, art=fused_session)
-    fused.set_state(snaps[min(cfg.positions)])
-    native_session = Artifact(native_path, "ort-cpu", threads=1)
-    native = OrtStepper(native_path, B, cfg.inject_slowdown, cfg.seed, art=native_session)
-    native.set_state(snaps[min(cfg.positions)])
-    cands = {"ort_chunk": chunk.step, "ort_fused": fused.step, "ort_native": native.step, "gemv": probe}
-    steppers = [chunk, fused, native]
+    # -- group "paths": each flavour's exported chunk graph vs sequential export vs eager, and the bandwidth probe
+    # one session (one copy of the weights) per graph; the native one serves the context group too
+    sessions = {"ort_chunk": Artifact(chunk_path, "ort-cpu", threads=1),
+                "ort_fused": Artifact(fused_path, "ort-cpu", threads=1),
+                "ort_native": Artifact(native_path, "ort-cpu", threads=1)}
+    cands, steppers = {"gemv": probe}, []
+    for cand, art in sessions.items():
+        st = OrtStepper(art.path, B, cfg.inject_slowdown, cfg.seed, art=art)
+        st.set_state(snaps[min(cfg.positions)])
+        cands[cand] = st.step
+        steppers.append(st)
+    native_session = sessions.pop("ort_native")
     if seq_path is not None:
         seq = OrtStepper(seq_path, B, cfg.inject_slowdown, cfg.seed)
         seq.set_state(snaps[min(cfg.positions)])
@@ -492,10 +494,8 @@ def _bench_batch(name, B, cfg, lram, dt, dt_path, chunk_path, fused_path, native
         cands[row] = st.step
         steppers.append(st)
     paths = interleave(cands, cfg, log, f"[{key}] paths")
-    for s in steppers:
+    for s in [*steppers, *sessions.values()]:
         s.close()
-    session.close()
-    fused_session.close()
     del cands, steppers
     bw_round = probe.bytes / _round_values(paths["gemv"])
     bw_all.extend(bw_round.tolist())

@@ -13,7 +13,6 @@ from lram.runtime.manifest import ManifestError
 from .checkpoint_options import checkpoint_options, load_any
 
 
-
 def default_flavour() -> str:
     """The fastest flavour ONNX Runtime's CPU (the embedded default) can run with this install: native where the
     compiled xLSTM cores were built (pip install with a C compiler), else ort. Standard is one flag away."""

@@ -12,7 +12,7 @@ from lram.runtime.manifest import ManifestError
 from lram.runtime.model_files import check_writable, embed_manifest, write_artifact
 
 from .manifest_builder import build_manifest
-from .step_graph import StepGraph
+from .step_graph import FLAVOUR_DOMAINS, StepGraph
 
 DEFAULT_OPSET = 17  # TensorRT 10.3 (JetPack 6) parses opsets 9-20
 
@@ -74,23 +74,13 @@ def export_graph(graph: StepGraph, out: str | Path, opset: int = DEFAULT_OPSET, 
         embed_manifest(proto, manifest)
         proto.producer_name = "lram-deploy"
         foreign = sorted({n.domain for n in proto.graph.node if n.domain not in ("", "ai.onnx")})
-        if flavour == "standard" and foreign:
-            raise ExportError(f"the standard graph uses non-standard op domains {foreign}")
-        if flavour == "ort":
-            from .ort_cells import DOMAIN
-
-            if foreign != [DOMAIN]:
-                raise ExportError(f"the ort graph must use exactly the {DOMAIN!r} domain besides ONNX, found {foreign}")
-        if flavour == "native":
-            from lram.runtime.native_xlstm import DOMAIN
-
-            if foreign != [DOMAIN]:
-                raise ExportError(f"the native graph must use exactly the {DOMAIN!r} domain besides ONNX, found {foreign}")
+        expected = sorted(FLAVOUR_DOMAINS[flavour])
+        if foreign != expected:
+            raise ExportError(f"the {flavour} graph must use exactly the op domains {expected} besides ONNX, "
+                              f"found {foreign}")
         if flavour == "plugin":
             from .plugin_expand import plugin_nodes
 
-            if foreign != ["lram"]:
-                raise ExportError(f"the plugin graph must use exactly the 'lram' domain besides ONNX, found {foreign}")
             plugin_nodes(proto)  # every node names a known plugin and version
         onnx.save(proto, str(tmp))
         onnx.checker.check_model(str(tmp), full_check=True)

@@ -13,14 +13,19 @@ from lram.model.action_head import argmax_classes, bin_offset, decode_dims, winn
 from lram.model.config import MAX_ACTION_DIMS, N_BINS, VOCAB
 from lram.model.lram import LRAM
 from lram.runtime.manifest import StateSpec
+from lram.runtime.native_xlstm import DOMAIN as NATIVE_DOMAIN
 
 from .cells import MLSTMBlockStep, SLSTMBlockStep, norm
+from .ort_cells import DOMAIN as ORT_DOMAIN
+from .plugin_cells import NAMESPACE as PLUGIN_NAMESPACE
 
+# Each flavour and the op domains its graph uses besides ONNX (the exporter checks them):
 # standard: only ai.onnx ops (TensorRT, any runtime); ort: ONNX Runtime's contrib LinearAttention for the mLSTM
 # memory (ONNX Runtime >= 1.30 only); native: one lram.native::MLSTMLayer node per mLSTM layer core and one
-# SLSTMCell per sLSTM recurrence, run by compiled code between ONNX Runtime segments (backend_native.py); plugin: one lram::*CellStep node per
-# cell for the TensorRT plugins
-FLAVOURS = ("standard", "ort", "native", "plugin")
+# SLSTMCell per sLSTM recurrence, run by compiled code between ONNX Runtime segments (backend_native.py);
+# plugin: one lram::*CellStep node per cell for the TensorRT plugins
+FLAVOUR_DOMAINS = {"standard": (), "ort": (ORT_DOMAIN,), "native": (NATIVE_DOMAIN,), "plugin": (PLUGIN_NAMESPACE,)}
+FLAVOURS = tuple(FLAVOUR_DOMAINS)
 
 
 # The block step for each kind of block in LRAMConfig.block_types: a new cell type is one entry here plus

@@ -47,7 +47,7 @@ def ort_session(src, threads: int, path, providers=("CPUExecutionProvider",), sp
                 f"{path} is the ort flavour (com.microsoft::LinearAttention), which needs onnxruntime >= 1.30 "
                 f"(this is {ort.__version__}): upgrade onnxruntime, or export with --flavour standard") from None
         if f"{NATIVE_DOMAIN}:" in str(e):
-            raise NativeFlavour(f"{path} is the native flavour ({NATIVE_DOMAIN} cell nodes)") from None
+            raise NativeFlavour(f"{path} is the native flavour ({NATIVE_DOMAIN} layer nodes)") from None
         if "lram" in str(e):
             raise BackendUnavailable(
                 f"{path} is the plugin flavour (lram::*CellStep nodes), which is built for the TensorRT plugins; "

@@ -43,7 +43,7 @@ def _tensorrt_backend(path, threads):
 def _ort_cpu(path, threads):
     try:
         return OrtBackend(path, ["CPUExecutionProvider"], threads, name="ort-cpu")
-    except NativeFlavour:  # ONNX Runtime segments around the compiled mLSTM cells
+    except NativeFlavour:  # ONNX Runtime segments around the compiled xLSTM layers
         from .backend_native import NativeOrtBackend
 
         return NativeOrtBackend(path, threads, name="ort-cpu")
@@ -54,7 +54,7 @@ def _ort_gpu(path, threads, with_tensorrt: bool):
     try:
         return OrtBackend(path, _cuda_providers(with_tensorrt), threads, name=name)
     except NativeFlavour as e:
-        raise BackendUnavailable(f"{e}, whose compiled cells run on the CPU: use --backend ort-cpu, or export "
+        raise BackendUnavailable(f"{e}, whose compiled layers run on the CPU: use --backend ort-cpu, or export "
                                  "--flavour ort or standard for a GPU") from None
 
 

@@ -43,8 +43,9 @@ def split(model: onnx.ModelProto, domain: str) -> list[Stage]:
     consts = {n.output[0]: n for n in graph.node if n.op_type == "Constant" and n.domain in ("", "ai.onnx")}
     level = {i.name: 0 for i in graph.input} | {name: 0 for name in inits} | {name: 0 for name in consts}
     nodes = [n for n in graph.node if n.output[0] not in consts]
+    own: dict[int, int] = {}  # the earliest stage each node can run in
     for node in nodes:  # ONNX keeps nodes in topological order; a native node's outputs belong to the next stage
-        lv = max((level[i] for i in node.input if i), default=0)
+        lv = own[id(node)] = max((level[i] for i in node.input if i), default=0)
         for o in node.output:
             level[o] = lv + 1 if node.domain == domain else lv
     # As late as possible: an ordinary node runs in the stage of its first reader, so that what a block needs
@@ -56,12 +57,8 @@ def split(model: onnx.ModelProto, domain: str) -> list[Stage]:
             readers.setdefault(i, []).append(node)
     stage_of: dict[int, int] = {}
     for node in reversed(nodes):
-        own = max((level[i] for i in node.input if i), default=0)
-        if node.domain == domain:
-            stage_of[id(node)] = own
-            continue
-        later = [stage_of[id(r)] for o in node.output for r in readers.get(o, ())]
-        stage_of[id(node)] = max(own, min(later)) if later else own
+        later = [] if node.domain == domain else [stage_of[id(r)] for o in node.output for r in readers.get(o, ())]
+        stage_of[id(node)] = max(own[id(node)], min(later)) if later else own[id(node)]
     stages: dict[int, tuple[list, list]] = {}  # stage -> (ordinary nodes, native nodes)
     for node in nodes:
         ordinary, natives = stages.setdefault(stage_of[id(node)], ([], []))

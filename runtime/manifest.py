@@ -96,7 +96,8 @@ class Manifest:
     opset: int
     model: dict = field(default_factory=dict)  # config, config_hash, parameters
     producer: dict = field(default_factory=dict)
-    flavour: str = "standard"  # standard (only ONNX ops), ort (+ com.microsoft contrib ops), native (+ lram.native cells), plugin (lram cell nodes)
+    # standard (only ONNX ops), ort (+ com.microsoft contrib ops), native (+ lram.native layers), plugin (lram cells)
+    flavour: str = "standard"
     precision: str = "fp32"
     target_return: float | None = None  # default return-to-go target, raw reward units
     format: str = FORMAT

@@ -27,10 +27,10 @@ def load_kernels():
     return _xlstm_native
 
 
-def _f32(op: str, name: str, x: np.ndarray, shape: tuple) -> np.ndarray:
+def _f32(op: str, name: str, x: np.ndarray, shape: tuple, dtype=np.float32) -> np.ndarray:
     if tuple(x.shape) != tuple(shape):
         raise ValueError(f"{op} node: {name} has shape {tuple(x.shape)}, expected {tuple(shape)}")
-    return np.ascontiguousarray(x, dtype=np.float32)
+    return np.ascontiguousarray(x, dtype=dtype)
 
 
 def _aligned_empty(shape) -> np.ndarray:
@@ -74,10 +74,8 @@ def mlstm_layer(kernels, x_in, valid0, C, n, m, conv, conv_w, conv_b, w_qk, wv, 
                          "do not describe one layer")
     f = lambda name, x, shape: _f32(MLSTM_OP, name, x, shape)  # noqa: E731
     bf16 = C.dtype.name == "bfloat16"  # the opt-in bf16 matrix memory (calibration/state_bf16.py)
-    if bf16:
-        if tuple(C.shape) != (B, NH, DH, DH):
-            raise ValueError(f"{MLSTM_OP} node: C has shape {tuple(C.shape)}, expected {(B, NH, DH, DH)}")
-        C_arg, C_out = np.ascontiguousarray(C).view(np.uint16), np.empty((B, NH, DH, DH), C.dtype)
+    if bf16:  # the kernel takes its 16-bit words
+        C_arg, C_out = _f32(MLSTM_OP, "C", C, (B, NH, DH, DH), C.dtype).view(np.uint16), np.empty(C.shape, C.dtype)
     else:
         C_arg, C_out = f("C", C, (B, NH, DH, DH)), _aligned_empty((B, NH, DH, DH))
     args = [f("x_in", x_in, (B, T, 2 * I)), f("valid0", valid0, (B,)), C_arg,

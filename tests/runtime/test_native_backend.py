@@ -34,7 +34,7 @@ def test_a_native_graph_is_not_sent_to_a_gpu_provider(tmp_path, monkeypatch):
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
 
     def cpu_session(src, threads, path, providers=()):  # what ONNX Runtime says about an lram.native node
-        raise backend_ort.NativeFlavour(f"{path} is the native flavour ({DOMAIN} cell nodes)")
+        raise backend_ort.NativeFlavour(f"{path} is the native flavour ({DOMAIN} layer nodes)")
 
     monkeypatch.setattr(backend_ort, "ort_session", cpu_session)
     with pytest.raises(BackendUnavailable, match="--backend ort-cpu"):
